@@ -1,0 +1,68 @@
+"""meshgate's one error hierarchy.
+
+Raised anywhere (front ends, pipeline stages, pools, upstream clients); each front end maps
+it to its protocol's status in exactly one place. It lives in ``backends`` because that is
+the lowest layer that raises, and every layer above may import it.
+"""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """Base of every error meshgate answers a client with."""
+
+    http_status = 500
+    grpc_code = "INTERNAL"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(GatewayError):
+    http_status = 400
+    grpc_code = "INVALID_ARGUMENT"
+
+
+class Unauthenticated(GatewayError):
+    http_status = 401
+    grpc_code = "UNAUTHENTICATED"
+
+
+class PermissionDenied(GatewayError):
+    http_status = 403
+    grpc_code = "PERMISSION_DENIED"
+
+
+class ModelNotFound(GatewayError):
+    http_status = 404
+    grpc_code = "NOT_FOUND"
+
+
+class PayloadTooLarge(GatewayError):
+    http_status = 413
+    grpc_code = "RESOURCE_EXHAUSTED"
+
+
+class RateLimited(GatewayError):
+    http_status = 429
+    grpc_code = "RESOURCE_EXHAUSTED"
+
+
+class UpstreamProtocolError(GatewayError):
+    """The upstream answered something that is not a valid response."""
+
+    http_status = 502
+    grpc_code = "UNAVAILABLE"
+
+
+class NoHealthyEndpoint(GatewayError):
+    """No endpoint of the backend could take the request (all down, refused or ejected)."""
+
+    http_status = 503
+    grpc_code = "UNAVAILABLE"
+
+
+class UpstreamTimeout(GatewayError):
+    http_status = 504
+    grpc_code = "DEADLINE_EXCEEDED"

@@ -1,0 +1,1 @@
+"""Fault injection and invariant-checking scenarios (a later issue)."""

@@ -1,0 +1,103 @@
+"""The Gateway: owner of the listening sockets, the current Snapshot and every background task.
+
+``await Gateway(policy).start()`` / ``await gateway.stop()`` runs a whole gateway in-process
+(tests do); the CLI wraps the same calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+
+from aiohttp import web
+
+from gateway import __version__
+from gateway.admin import admin_app
+from gateway.http1 import HttpProtocol
+from gateway.pipeline import DataPlane, SnapshotRef
+from gateway.v2rest import V2Rest, error_response
+from policies.model import Policy
+from policies.snapshot import compile_policy
+from telemetry.metrics import GatewayMetrics
+
+log = logging.getLogger("meshgate.gateway")
+
+
+def _split(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class Gateway:
+    def __init__(self, policy: Policy, *, http: str | None = None, admin: str | None = None,
+                 reuse_port: bool = False) -> None:
+        self.policy = policy
+        self.http_address = http or policy.listen.http
+        self.admin_address = admin or policy.listen.admin
+        self.reuse_port = reuse_port
+        self.metrics = GatewayMetrics(version=__version__)
+        self.snapshots = SnapshotRef(compile_policy(policy, version=1))
+        self.metrics.policy_version.set(1)
+        self.dataplane = DataPlane(self.snapshots)
+        self.connections: set[HttpProtocol] = set()
+        self._server: asyncio.base_events.Server | None = None
+        self._admin: web.AppRunner | None = None
+        self.http_port = 0
+        self.admin_port = 0
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        front = V2Rest(self.dataplane, self.metrics)
+        limits = self.policy.limits
+
+        def protocol() -> HttpProtocol:
+            return HttpProtocol(front.handle, error_response, max_body=limits.max_body,
+                                max_head=limits.max_header, connections=self.connections)
+
+        host, port = _split(self.http_address)
+        self._server = await loop.create_server(protocol, host, port, backlog=2048,
+                                                reuse_port=self.reuse_port or None)
+        sock = self._server.sockets[0]
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.http_port = sock.getsockname()[1]
+
+        self._admin = web.AppRunner(admin_app(self), access_log=None)
+        await self._admin.setup()
+        host, port = _split(self.admin_address)
+        site = web.TCPSite(self._admin, host, port, reuse_port=self.reuse_port or None)
+        await site.start()
+        self.admin_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        log.info("serving V2 REST on %s:%d, admin on %s:%d", *_split(self.http_address)[:1], self.http_port,
+                 _split(self.admin_address)[0], self.admin_port)
+
+    async def stop(self, drain: float = 10.0) -> None:
+        """Stops accepting, lets in-flight requests finish (up to ``drain`` seconds), closes the rest."""
+        if self._server is not None:
+            self._server.close()
+            for conn in list(self.connections):
+                conn.shutdown()
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + drain
+            while self.connections and loop.time() < deadline:
+                await asyncio.sleep(0.02)  # polling a set of protocols; there is no event to wait on
+            for conn in list(self.connections):
+                if conn.transport is not None:
+                    conn.transport.abort()
+            await self._server.wait_closed()
+            self._server = None
+        if self._admin is not None:
+            await self._admin.cleanup()
+            self._admin = None
+        self.snapshots.current.close()
+
+    def status(self) -> dict[str, object]:
+        snap = self.snapshots.current
+        return {
+            "version": __version__,
+            "policy_version": snap.version,
+            "routes": [{"name": r.name, "model": r.model, "backend": r.backend} for r in snap.routes.values()],
+            "backends": {name: {"endpoints": [{"address": e.address, "weight": e.weight, "inflight": e.inflight,
+                                               "idle_connections": len(e.idle)} for e in pool.endpoints]}
+                         for name, pool in snap.pools.items()},
+        }

@@ -1,0 +1,108 @@
+"""Reads a policy YAML file into a validated ``Policy``; every error names file, line, field and reason."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from policies.model import FieldError, Policy
+
+Loc = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    line: int
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.field or '(top)'}: {self.reason}"
+
+
+class PolicyError(Exception):
+    """The policy file cannot be used; ``problems`` says where and why."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+def load_policy(path: str | Path) -> Policy:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise PolicyError([Problem(str(path), 0, "", f"cannot read: {e.strerror}")]) from None
+    return parse_policy(text, str(path))
+
+
+def parse_policy(text: str, filename: str = "<policy>") -> Policy:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = mark.line + 1 if mark else 0
+        reason = getattr(e, "problem", None) or str(e)
+        raise PolicyError([Problem(filename, line, "", f"not valid YAML: {reason}")]) from None
+    if node is None:
+        raise PolicyError([Problem(filename, 1, "", "the file is empty")])
+    lines: dict[Loc, int] = {}
+    data = _to_python(node, (), lines)
+    if not isinstance(data, dict):
+        raise PolicyError([Problem(filename, node.start_mark.line + 1, "", "the top level must be a mapping")])
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as e:
+        raise PolicyError([_problem(err, filename, lines) for err in e.errors()]) from None
+
+
+def _to_python(node: yaml.Node, loc: Loc, lines: dict[Loc, int]) -> Any:
+    """Builds plain data from a composed YAML node, noting the line of every path."""
+    lines[loc] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = _scalar(key_node)
+            out[key] = _to_python(value_node, (*loc, key), lines)
+            lines[(*loc, key)] = key_node.start_mark.line + 1
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_to_python(item, (*loc, i), lines) for i, item in enumerate(node.value)]
+    return _scalar(node)
+
+
+def _scalar(node: yaml.Node) -> Any:
+    if not isinstance(node, yaml.ScalarNode):
+        return _to_python(node, (), {})
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_object(node, deep=True)
+    finally:
+        loader.dispose()
+
+
+def _problem(err: Any, filename: str, lines: dict[Loc, int]) -> Problem:
+    loc: Loc = tuple(err["loc"])
+    cause = (err.get("ctx") or {}).get("error")
+    if isinstance(cause, FieldError):
+        loc = loc + cause.loc
+        reason = str(cause)
+    else:
+        reason = err["msg"].removeprefix("Value error, ")
+    # Pydantic adds the validator's name to unions and shorthand forms; keep what matches the file.
+    shown = tuple(part for part in loc if not (isinstance(part, str) and part.startswith("function-")))
+    line = 0
+    for n in range(len(shown), -1, -1):
+        if shown[:n] in lines:
+            line = lines[shown[:n]]
+            break
+    field = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in shown).replace(".[", "[")
+    if err["type"] == "extra_forbidden":
+        reason = "unknown field (check the spelling)"
+    return Problem(filename, line, field, reason)

@@ -1,0 +1,1 @@
+"""What happens beside the answer: mirroring, the prediction log, comparison reports (later issues)."""

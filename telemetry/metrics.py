@@ -1,0 +1,57 @@
+"""Prometheus metric names and the recorders the rest of meshgate calls.
+
+Callers record facts (route, variant, status, seconds); naming and label layout live here.
+Children are cached per label set so the request path pays one dict lookup, not
+``labels()``'s validation.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+REQUESTS_TOTAL = "meshgate_requests"
+REQUEST_DURATION = "meshgate_request_duration_seconds"
+UPSTREAM_REQUESTS_TOTAL = "meshgate_upstream_requests"
+UPSTREAM_DURATION = "meshgate_upstream_duration_seconds"
+POLICY_VERSION = "meshgate_policy_version"
+BUILD_INFO = "meshgate_build"
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class GatewayMetrics:
+    """The gateway's own metrics on one registry (one per gateway, so tests stay apart)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None, version: str = "") -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(REQUESTS_TOTAL, "Requests answered, by route, variant, backend and status code",
+                                ["protocol", "route", "variant", "backend", "code"], registry=r)
+        self.duration = Histogram(REQUEST_DURATION, "Time from request received to response written",
+                                  ["protocol", "route", "variant"], buckets=LATENCY_BUCKETS, registry=r)
+        self.upstream = Counter(UPSTREAM_REQUESTS_TOTAL, "Upstream calls by backend, endpoint and status code",
+                                ["backend", "endpoint", "code"], registry=r)
+        self.upstream_duration = Histogram(UPSTREAM_DURATION, "Upstream call time by backend and endpoint",
+                                           ["backend", "endpoint"], buckets=LATENCY_BUCKETS, registry=r)
+        self.policy_version = Gauge(POLICY_VERSION, "Version number of the policy being served", registry=r)
+        Info(BUILD_INFO, "meshgate build", registry=r).info({"version": version})
+        self._request_children: dict[tuple[str, ...], tuple[Counter, Histogram]] = {}
+        self._upstream_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+    def request(self, protocol: str, route: str, variant: str, backend: str, code: int, seconds: float) -> None:
+        key = (protocol, route, variant, backend, str(code))
+        children = self._request_children.get(key)
+        if children is None:
+            children = self._request_children[key] = (
+                self.requests.labels(*key), self.duration.labels(protocol, route, variant))
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def upstream_call(self, backend: str, endpoint: str, code: int, seconds: float) -> None:
+        key = (backend, endpoint, code)
+        children = self._upstream_children.get(key)
+        if children is None:
+            children = self._upstream_children[key] = (
+                self.upstream.labels(backend, endpoint, str(code)), self.upstream_duration.labels(backend, endpoint))
+        children[0].inc()
+        children[1].observe(seconds)
