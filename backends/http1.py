@@ -156,7 +156,7 @@ class Endpoint:
         try:
             _, conn = await asyncio.wait_for(
                 loop.create_connection(_Connection, self.host, self.port), min(timeout, self.connect_timeout))
-        except (OSError, asyncio.TimeoutError) as e:
+        except (TimeoutError, OSError) as e:
             raise ConnectFailed(f"{self.address}: {e or 'connect timed out'}") from None
         return conn
 

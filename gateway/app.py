@@ -14,7 +14,7 @@ from aiohttp import web
 
 from gateway import __version__
 from gateway.admin import admin_app
-from gateway.http1 import HttpProtocol
+from gateway.http1 import Connections, HttpProtocol
 from gateway.pipeline import DataPlane, SnapshotRef
 from gateway.v2rest import V2Rest, error_response
 from policies.model import Policy
@@ -40,7 +40,7 @@ class Gateway:
         self.snapshots = SnapshotRef(compile_policy(policy, version=1))
         self.metrics.policy_version.set(1)
         self.dataplane = DataPlane(self.snapshots)
-        self.connections: set[HttpProtocol] = set()
+        self.connections = Connections()
         self._server: asyncio.base_events.Server | None = None
         self._admin: web.AppRunner | None = None
         self.http_port = 0
@@ -75,13 +75,13 @@ class Gateway:
         """Stops accepting, lets in-flight requests finish (up to ``drain`` seconds), closes the rest."""
         if self._server is not None:
             self._server.close()
-            for conn in list(self.connections):
+            for conn in list(self.connections.open):
                 conn.shutdown()
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + drain
-            while self.connections and loop.time() < deadline:
-                await asyncio.sleep(0.02)  # polling a set of protocols; there is no event to wait on
-            for conn in list(self.connections):
+            try:
+                await asyncio.wait_for(self.connections.drained(), drain)
+            except TimeoutError:
+                log.warning("closing %d connections still busy after %gs", len(self.connections.open), drain)
+            for conn in list(self.connections.open):
                 if conn.transport is not None:
                     conn.transport.abort()
             await self._server.wait_closed()

@@ -50,7 +50,8 @@ async def _serve(args: argparse.Namespace, launch: bool) -> int:
     try:
         if fleet is not None and fleet.members:
             print(f"starting {len(fleet.members)} reference model server(s); logs in {fleet.log_dir}", flush=True)
-            await fleet.start()
+            fleet.spawn()
+            await fleet.wait_ready()
         gateway = Gateway(policy, http=args.http, admin=args.admin)
         await gateway.start()
         models = ", ".join(sorted(gateway.snapshots.current.routes)) or "(none)"

@@ -59,12 +59,13 @@ class Fleet:
                 self.members.append(Member(name, endpoint.address, argv,
                                            self.log_dir / f"{name}-{port}.log"))
 
-    async def start(self, timeout: float = 120.0) -> None:
+    def spawn(self) -> None:
         for m in self.members:
-            log = open(m.log_path, "wb")  # noqa: SIM115 - the child owns it from here
-            m.process = subprocess.Popen(m.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         preexec_fn=_die_with_parent)
-            log.close()
+            with open(m.log_path, "wb") as log:  # the child keeps its own descriptor
+                m.process = subprocess.Popen(m.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                             preexec_fn=_die_with_parent)
+
+    async def wait_ready(self, timeout: float = 120.0) -> None:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
             await asyncio.gather(*(self._wait_ready(session, m, timeout) for m in self.members))
 
@@ -82,7 +83,7 @@ class Fleet:
                 async with session.get(url) as r:
                     if r.status == 200:
                         return
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 pass
             if loop.time() > deadline:
                 raise FleetError(f"reference server for {m.backend} on {m.address} not ready after {timeout:g}s "

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from http import HTTPStatus
+from typing import Any
 
 import httptools
 
@@ -42,15 +43,36 @@ class Response:
         self.body = body
 
 
-Handler = Callable[[Request], Awaitable[Response]]
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 ErrorResponder = Callable[[int, str], Response]
+
+
+class Connections:
+    """The open client connections of one server, so a stop can drain them."""
+
+    def __init__(self) -> None:
+        self.open: set[HttpProtocol] = set()
+        self._empty = asyncio.Event()
+        self._empty.set()
+
+    def add(self, conn: HttpProtocol) -> None:
+        self.open.add(conn)
+        self._empty.clear()
+
+    def discard(self, conn: HttpProtocol) -> None:
+        self.open.discard(conn)
+        if not self.open:
+            self._empty.set()
+
+    async def drained(self) -> None:
+        await self._empty.wait()
 
 
 class HttpProtocol(asyncio.Protocol):
     """One client connection."""
 
     def __init__(self, handler: Handler, on_error: ErrorResponder, *, max_body: int, max_head: int,
-                 connections: set[HttpProtocol] | None = None) -> None:
+                 connections: Connections | None = None) -> None:
         self.handler = handler
         self.on_error = on_error
         self.max_body = max_body

@@ -115,8 +115,8 @@ class Policy(_Frozen):
     """The whole policy file."""
 
     version: Literal[1] = 1
-    listen: Listen = Listen()
-    limits: Limits = Limits()
+    listen: Listen = Field(default_factory=Listen)
+    limits: Limits = Field(default_factory=Limits)
     backends: dict[str, Backend]
     routes: list[Route] = Field(default_factory=list)
 

@@ -6,9 +6,9 @@ backend did not change are carried over with their connections.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping
 
 from backends.errors import ModelNotFound
 from backends.http1 import Endpoint
