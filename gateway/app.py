@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import socket
 
@@ -68,6 +69,9 @@ class Gateway:
         site = web.TCPSite(self._admin, host, port, reuse_port=self.reuse_port or None)
         await site.start()
         self.admin_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        # Startup objects (policy, pools, modules) never die: keep the collector from rescanning them.
+        gc.collect()
+        gc.freeze()
         log.info("serving V2 REST on %s:%d, admin on %s:%d", *_split(self.http_address)[:1], self.http_port,
                  _split(self.admin_address)[0], self.admin_port)
 

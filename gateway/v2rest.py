@@ -5,8 +5,8 @@ Also the one place where meshgate's errors become V2 error JSON with an HTTP sta
 
 from __future__ import annotations
 
-import asyncio
 import json
+import time
 from urllib.parse import unquote
 
 from backends.call import InferCall
@@ -41,7 +41,6 @@ class V2Rest:
         self.dataplane = dataplane
         self.metrics = metrics
         self.ids = request_ids or RequestIds()
-        self.loop = asyncio.get_event_loop()
 
     async def handle(self, req: Request) -> Response:
         request_id = self.ids.take(req.headers.get(b"x-request-id"))
@@ -55,7 +54,7 @@ class V2Rest:
             return error_response(e.http_status, e.message, request_id)
 
     async def _infer(self, req: Request, parts: list[bytes], request_id: bytes) -> Response:
-        start = self.loop.time()
+        start = time.perf_counter()  # uvloop's loop.time() ticks in whole milliseconds
         call = None
         try:
             if req.method != b"POST":
@@ -72,7 +71,7 @@ class V2Rest:
             response = error_response(e.http_status, e.message, request_id)
         if call is not None:
             self.metrics.request("rest", call.route, call.variant, call.backend, response.status,
-                                 self.loop.time() - start)
+                                 time.perf_counter() - start)
         return response
 
     async def _other(self, req: Request, parts: list[bytes], request_id: bytes) -> Response:
