@@ -43,6 +43,7 @@ class _Conn(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.pending: set[_Conn] | None = None
+        self.drained: asyncio.Event | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -75,6 +76,8 @@ class _Conn(asyncio.Protocol):
             self.idle.append(self)
         if self.pending is not None:
             self.pending.discard(self)
+            if not self.pending and self.drained is not None:
+                self.drained.set()
 
 
 async def open_loop(host: str, port: int, request: bytes, rate: float, duration: float,
@@ -83,6 +86,7 @@ async def open_loop(host: str, port: int, request: bytes, rate: float, duration:
     result = Result()
     idle: deque[_Conn] = deque()
     busy: set[_Conn] = set()
+    drained = asyncio.Event()
     total = int(rate * duration)
     # perf_counter, not loop.time(): uvloop's clock ticks in whole milliseconds.
     start = time.perf_counter() + 0.05
@@ -107,13 +111,17 @@ async def open_loop(host: str, port: int, request: bytes, rate: float, duration:
             conns += 1
         conn.intended = intended
         conn.pending = busy
+        conn.drained = drained
         busy.add(conn)
         assert conn.transport is not None
         conn.transport.write(request)
         result.sent += 1
-    deadline = loop.time() + 10.0
-    while busy and loop.time() < deadline:
-        await asyncio.sleep(0.01)  # drain: bounded wait for the last answers
+    if busy:
+        drained.clear()
+        try:
+            await asyncio.wait_for(drained.wait(), 10.0)  # bounded wait for the last answers
+        except TimeoutError:
+            pass
     result.errors += len(busy)
     for c in list(idle) + list(busy):
         if c.transport is not None:
