@@ -33,6 +33,7 @@ class UpstreamResponse:
         self.keep_alive = keep_alive
 
     def header(self, name: bytes) -> bytes | None:
+        """The value of header ``name`` (lowercase)."""
         for key, value in self.headers:
             if key.lower() == name:
                 return value

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+import zlib
 from urllib.parse import unquote
 
 from backends.call import InferCall
@@ -121,20 +122,35 @@ def _json(status: int, body: bytes, request_id: bytes) -> Response:
     return Response(status, [(b"content-type", _JSON), (b"x-request-id", request_id)], body)
 
 
+_RELAYED = frozenset({b"content-type", b"inference-header-content-length", b"content-encoding"})
+
+
 def _relay(upstream: UpstreamResponse, request_id: bytes, backend: str) -> Response:
     """The upstream's answer as the client's: body untouched; errors in V2 shape whatever the upstream sent."""
     status = upstream.status
     body = upstream.body
     headers = [(b"x-request-id", request_id)]
-    if status >= 400 and not _is_v2_error(body):
-        text = body[:300].decode(errors="replace").strip()
-        return error_response(status, f"backend {backend!r} answered {status}" + (f": {text}" if text else ""),
-                              request_id)
     for name, value in upstream.headers:
         lower = name.lower()
-        if lower == b"content-type" or lower == b"inference-header-content-length":
+        if lower in _RELAYED:
             headers.append((lower, value))
+    if status >= 400:
+        plain = _decoded(body, upstream.header(b"content-encoding"))
+        if not _is_v2_error(plain):
+            text = plain[:300].decode(errors="replace").strip()
+            return error_response(status, f"backend {backend!r} answered {status}" + (f": {text}" if text else ""),
+                                  request_id)
     return Response(status, headers, body)
+
+
+def _decoded(body: bytes, encoding: bytes | None) -> bytes:
+    """An error body as text, whatever compression the backend chose (error path only)."""
+    if encoding is None or encoding.lower() == b"identity":
+        return body
+    try:
+        return zlib.decompress(body, wbits=47)  # gzip or zlib, detected from the header
+    except zlib.error:
+        return b""
 
 
 def _is_v2_error(body: bytes) -> bool:
