@@ -66,3 +66,14 @@ class NoHealthyEndpoint(GatewayError):
 class UpstreamTimeout(GatewayError):
     http_status = 504
     grpc_code = "DEADLINE_EXCEEDED"
+
+
+class InjectedFault(GatewayError):
+    """An error answered on purpose by a route's fault injection (chaos drills)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"fault injected by policy (status {status})")
+        self.http_status = status
+        self.grpc_code = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
+                          404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED", 504: "DEADLINE_EXCEEDED"}.get(
+                              status, "UNAVAILABLE" if status >= 500 else "INVALID_ARGUMENT")

@@ -20,6 +20,7 @@ from gateway.pipeline import DataPlane, SnapshotRef
 from gateway.v2rest import V2Rest, error_response
 from policies.model import Policy
 from policies.snapshot import compile_policy
+from shadow.mirror import Mirror
 from telemetry.metrics import GatewayMetrics
 
 log = logging.getLogger("meshgate.gateway")
@@ -40,7 +41,8 @@ class Gateway:
         self.metrics = GatewayMetrics(version=__version__)
         self.snapshots = SnapshotRef(compile_policy(policy, version=1))
         self.metrics.policy_version.set(1)
-        self.dataplane = DataPlane(self.snapshots)
+        self.mirror = Mirror(self.metrics)
+        self.dataplane = DataPlane(self.snapshots, self.metrics, self.mirror)
         self.connections = Connections()
         self._server: asyncio.base_events.Server | None = None
         self._admin: web.AppRunner | None = None
@@ -49,6 +51,7 @@ class Gateway:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        await self.mirror.start()
         front = V2Rest(self.dataplane, self.metrics)
         limits = self.policy.limits
 
@@ -93,6 +96,7 @@ class Gateway:
         if self._admin is not None:
             await self._admin.cleanup()
             self._admin = None
+        await self.mirror.stop()
         self.snapshots.current.close()
 
     def status(self) -> dict[str, object]:
@@ -100,7 +104,9 @@ class Gateway:
         return {
             "version": __version__,
             "policy_version": snap.version,
-            "routes": [{"name": r.name, "model": r.model, "backend": r.backend} for r in snap.routes.values()],
+            "routes": [{"name": r.name, "model": r.model, "variants": [v.name for v in r.split.arms],
+                        "mirrors": [m.variant.name for m in r.mirrors]}
+                       for routes in snap.routes.values() for r in routes],
             "backends": {name: {"endpoints": [{"address": e.address, "weight": e.weight, "inflight": e.inflight,
                                                "idle_connections": len(e.idle)} for e in pool.endpoints]}
                          for name, pool in snap.pools.items()},

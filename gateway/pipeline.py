@@ -1,16 +1,22 @@
 """The data plane: the stages every inference passes through, in order, for every front end.
 
-    request id (front end) -> route -> forward -> (front end) respond and count
+    request id (front end) -> route + variant -> fault -> mirror -> forward -> (front end) respond, count
 
-Auth, rate limits, variant choice, mirroring and logging slot in here as stages of their
-own. Front ends translate wire formats and call these methods; they hold no routing.
+Auth and rate limits slot in before routing, the prediction log after the answer. Front ends
+translate wire formats and call these methods; they hold no routing.
 """
 
 from __future__ import annotations
 
+import random as _random
+from collections.abc import Callable
+
 from backends.call import InferCall
 from backends.http1 import UpstreamResponse
+from gateway import fault, routing
 from policies.snapshot import Snapshot
+from shadow.mirror import Mirror
+from telemetry.metrics import GatewayMetrics
 
 
 class SnapshotRef:
@@ -23,23 +29,34 @@ class SnapshotRef:
 
 
 class DataPlane:
-    def __init__(self, snapshots: SnapshotRef) -> None:
+    def __init__(self, snapshots: SnapshotRef, metrics: GatewayMetrics, mirror: Mirror,
+                 random: Callable[[], float] = _random.random) -> None:
         self.snapshots = snapshots
+        self.metrics = metrics
+        self.mirror = mirror
+        self.random = random
 
     async def infer(self, call: InferCall) -> UpstreamResponse:
-        route = self.snapshots.current.route(call.model)
+        route, variant = routing.choose(self.snapshots.current, call, self.random)
         call.route = route.name
-        call.variant = route.variant
-        call.backend = route.backend
-        return await route.upstream.infer(call)
+        call.variant = variant.name
+        call.backend = variant.backend
+        if route.delay is not None or route.abort is not None:
+            await fault.inject(route, self.random, self.metrics)
+        primary = variant.upstream.infer(call)
+        for m in route.mirrors:
+            if m.rate >= 1.0 or self.random() < m.rate:
+                # Queued now, sent only once this task yields: after the primary is on the wire.
+                self.mirror.offer(call, m.variant.name, m.variant.upstream)
+        return await primary
 
     async def model_metadata(self, model: str, version: str | None, request_id: bytes) -> UpstreamResponse:
-        route = self.snapshots.current.route(model)
-        return await route.upstream.get(version, "", request_id)
+        route = self.snapshots.current.any_route(model)
+        return await route.split.arms[0].upstream.get(version, "", request_id)
 
     async def model_ready(self, model: str, version: str | None, request_id: bytes) -> UpstreamResponse:
-        route = self.snapshots.current.route(model)
-        return await route.upstream.get(version, "/ready", request_id)
+        route = self.snapshots.current.any_route(model)
+        return await route.split.arms[0].upstream.get(version, "/ready", request_id)
 
     def ready(self) -> bool:
         """The gateway can route: a policy is loaded and it routes at least one model."""

@@ -65,12 +65,14 @@ class V2Rest:
             forward = b"".join([name + b": " + value + b"\r\n" for name, value in headers.items()
                                 if name not in _NOT_FORWARDED])
             call = InferCall(request_id, model, version, req.body, headers.get(b"content-type"),
-                             headers.get(b"inference-header-content-length"), forward, start)
+                             headers.get(b"inference-header-content-length"), forward, start, headers)
             upstream = await self.dataplane.infer(call)
             response = _relay(upstream, request_id, call.backend)
         except GatewayError as e:
             response = error_response(e.http_status, e.message, request_id)
         if call is not None:
+            if call.variant:
+                response.headers.append((b"x-meshgate-variant", call.variant.encode()))
             self.metrics.request("rest", call.route, call.variant, call.backend, response.status,
                                  time.perf_counter() - start)
         return response

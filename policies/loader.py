@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from policies.checks import cross_check
 from policies.model import FieldError, Policy
 
 Loc = tuple[str | int, ...]
@@ -57,9 +58,16 @@ def parse_policy(text: str, filename: str = "<policy>") -> Policy:
     if not isinstance(data, dict):
         raise PolicyError([Problem(filename, node.start_mark.line + 1, "", "the top level must be a mapping")])
     try:
-        return Policy.model_validate(data)
+        policy = Policy.model_validate(data)
     except ValidationError as e:
         raise PolicyError([_problem(err, filename, lines) for err in e.errors()]) from None
+    problems = []
+    for loc, reason in cross_check(policy):
+        loc = _as_written(loc, lines)
+        problems.append(Problem(filename, _line(loc, lines), _field(loc), reason))
+    if problems:
+        raise PolicyError(problems)
+    return policy
 
 
 def _to_python(node: yaml.Node, loc: Loc, lines: dict[Loc, int]) -> Any:
@@ -95,14 +103,33 @@ def _problem(err: Any, filename: str, lines: dict[Loc, int]) -> Problem:
         reason = str(cause)
     else:
         reason = err["msg"].removeprefix("Value error, ")
-    # Pydantic adds the validator's name to unions and shorthand forms; keep what matches the file.
-    shown = tuple(part for part in loc if not (isinstance(part, str) and part.startswith("function-")))
-    line = 0
-    for n in range(len(shown), -1, -1):
-        if shown[:n] in lines:
-            line = lines[shown[:n]]
-            break
-    field = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in shown).replace(".[", "[")
+    # Pydantic names union members and validators in ``loc``; keep what matches the file.
+    shown = tuple(part for part in loc if not (isinstance(part, str) and (
+        part.startswith("function-") or part in ("int", "str", "float"))))
     if err["type"] == "extra_forbidden":
         reason = "unknown field (check the spelling)"
-    return Problem(filename, line, field, reason)
+    return Problem(filename, _line(shown, lines), _field(shown), reason)
+
+
+def _as_written(loc: Loc, lines: dict[Loc, int]) -> Loc:
+    """The path as the file spells it when a shorthand was used (``backend:``, ``model:`` on a route)."""
+    if loc in lines:
+        return loc
+    short = list(loc)
+    if len(short) >= 4 and short[0] == "routes" and short[2] == "variants" and short[3] == 0:
+        del short[2:4]
+    if len(short) >= 3 and short[0] == "routes" and short[2] == "match":
+        del short[2]
+    return tuple(short) if tuple(short) in lines else loc
+
+
+def _line(loc: Loc, lines: dict[Loc, int]) -> int:
+    """The line of the deepest part of ``loc`` that is written in the file."""
+    for n in range(len(loc), -1, -1):
+        if loc[:n] in lines:
+            return lines[loc[:n]]
+    return 0
+
+
+def _field(loc: Loc) -> str:
+    return ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(".[", "[")

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from policies.units import Duration, Size
+from policies.units import Duration, Percent, Size, parse_percent
 
 _ADDRESS = re.compile(r"^(?P<host>[A-Za-z0-9_.\-]+|\[[0-9A-Fa-f:]+\]):(?P<port>\d{1,5})$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -74,28 +74,122 @@ class Backend(_Frozen):
 
 
 class Match(_Frozen):
-    model: str = Field(description="client-facing model name")
+    """Which requests a route takes. Header names are case-insensitive; values match exactly."""
+
+    model: str = Field(description="client-facing model name, as in /v2/models/{model}/infer")
+    version: str | None = Field(None, description="only this model version (default: any)")
+    headers: dict[str, str] = Field(default_factory=dict, description="request headers that must all be present "
+                                    "with these exact values, e.g. {x-tenant: acme}")
+
+    @field_validator("headers")
+    @classmethod
+    def _lower(cls, value: dict[str, str]) -> dict[str, str]:
+        return {k.lower(): v for k, v in value.items()}
+
+
+class Variant(_Frozen):
+    """One arm of a split: a backend and its share of the route's traffic."""
+
+    name: str | None = Field(None, description="the name clients see in x-meshgate-variant (default: the backend)")
+    backend: str
+    weight: int | str = Field(1, description="an integer weight (>= 0) or a percentage such as 5%; "
+                              "percentages must add up to 100%")
+
+    @field_validator("weight")
+    @classmethod
+    def _weight(cls, value: int | str) -> int | str:
+        if isinstance(value, int):
+            if value < 0:
+                raise ValueError("a weight cannot be negative")
+            return value
+        parse_percent(value)
+        if "%" not in value:
+            raise ValueError(f"{value!r}: write a percentage with % (e.g. 5%) or an integer weight")
+        return value.strip()
+
+    @property
+    def variant_name(self) -> str:
+        return self.name or self.backend
+
+
+class Sticky(_Frozen):
+    """Keeps a user in one arm: a stable hash of this key picks the variant."""
+
+    key: str = Field(description="header:NAME (a request header), tenant (the caller's tenant), or "
+                     "field:PATH (a dotted path in the V2 JSON body, e.g. field:parameters.user_id)")
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: str) -> str:
+        kind, _, rest = value.partition(":")
+        if value == "tenant" or (kind in ("header", "field") and rest):
+            return value.lower() if kind == "header" else value
+        raise ValueError(f"{value!r}: expected header:NAME, tenant or field:PATH")
+
+
+class Mirror(_Frozen):
+    """A shadow: a sampled copy of the route's traffic; its answers are never returned to clients."""
+
+    backend: str
+    name: str | None = Field(None, description="shadow variant name (default: the backend)")
+    percent: Percent = Field(100.0, description="share of the route's requests copied, e.g. 10%")
+
+    @property
+    def variant_name(self) -> str:
+        return self.name or self.backend
+
+
+class Delay(_Frozen):
+    percent: Percent = Field(description="share of requests delayed")
+    duration: Duration = Field(description="added delay, e.g. 250ms")
+
+
+class Abort(_Frozen):
+    percent: Percent = Field(description="share of requests answered with an error instead of forwarded")
+    status: int = Field(503, ge=400, le=599, description="HTTP status of the injected error")
+
+
+class Fault(_Frozen):
+    """Injected faults for chaos drills (as Istio's fault injection)."""
+
+    delay: Delay | None = None
+    abort: Abort | None = None
 
 
 class Route(_Frozen):
-    """Sends requests for one client-facing model to a backend."""
+    """Sends requests that match to one of its variants (weighted or sticky), mirrors and faults aside."""
 
-    name: str | None = None
+    name: str | None = Field(None, description="unique route name (default: the model name); used in metrics")
     match: Match
-    backend: str
+    variants: list[Variant] = Field(min_length=1, description="the arms; `backend: NAME` is short for one variant")
+    sticky: Sticky | None = None
+    mirror: list[Mirror] = Field(default_factory=list)
+    fault: Fault | None = None
 
     @model_validator(mode="before")
     @classmethod
-    def _model_shorthand(cls, data: object) -> object:
-        # `model: demo` is the short form of `match: {model: demo}`.
-        if isinstance(data, dict) and "model" in data and "match" not in data:
-            data = dict(data)
+    def _shorthands(cls, data: object) -> object:
+        # `model: demo` is short for `match: {model: demo}`; `backend: b` for `variants: [{backend: b}]`.
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if "model" in data and "match" not in data:
             data["match"] = {"model": data.pop("model")}
+        if "backend" in data and "variants" not in data:
+            data["variants"] = [{"backend": data.pop("backend")}]
+        if isinstance(data.get("mirror"), dict):
+            data["mirror"] = [data["mirror"]]
         return data
 
     @property
     def route_name(self) -> str:
         return self.name or self.match.model
+
+    def shares(self) -> list[float]:
+        """Each variant's share of traffic, in percent."""
+        weights = [parse_percent(v.weight) if isinstance(v.weight, str) else float(v.weight) for v in self.variants]
+        total = sum(weights)
+        return [w * 100.0 / total if total else 0.0 for w in weights]
 
 
 class Listen(_Frozen):
@@ -111,12 +205,27 @@ class Limits(_Frozen):
     max_header: Size = Field(64 * 2**10, description="largest request head accepted")
 
 
+class Admin(_Frozen):
+    """The admin API's credential: clients send ``Authorization: Bearer TOKEN``."""
+
+    token_sha256: str | None = Field(None, description="SHA-256 (hex) of the admin token; without it the admin "
+                                     "API refuses changes (meshgate up makes one for its session)")
+
+    @field_validator("token_sha256")
+    @classmethod
+    def _hex(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", value):
+            raise ValueError("expected 64 hex digits (sha256 of the token)")
+        return value.lower() if value else value
+
+
 class Policy(_Frozen):
     """The whole policy file."""
 
     version: Literal[1] = 1
     listen: Listen = Field(default_factory=Listen)
     limits: Limits = Field(default_factory=Limits)
+    admin: Admin = Field(default_factory=Admin)
     backends: dict[str, Backend]
     routes: list[Route] = Field(default_factory=list)
 
@@ -127,19 +236,6 @@ class Policy(_Frozen):
             if not _NAME.match(name):
                 raise ValueError(f"backend name {name!r} must be letters, digits, '.', '_' or '-'")
         return value
-
-    @model_validator(mode="after")
-    def _references(self) -> Policy:
-        seen: set[str] = set()
-        for i, route in enumerate(self.routes):
-            if route.backend not in self.backends:
-                raise FieldError(("routes", i, "backend"), f"unknown backend {route.backend!r}; "
-                                  f"defined: {', '.join(sorted(self.backends)) or 'none'}")
-            if route.match.model in seen:
-                raise FieldError(("routes", i, "match", "model"),
-                                  f"model {route.match.model!r} is already routed by an earlier route")
-            seen.add(route.match.model)
-        return self
 
 
 class FieldError(ValueError):

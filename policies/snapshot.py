@@ -1,7 +1,9 @@
 """Compiles a Policy into the immutable ``Snapshot`` the request path reads.
 
-A reload builds a new Snapshot beside the old one and swaps one reference; pools whose
-backend did not change are carried over with their connections.
+Everything a request needs is precomputed here: routes grouped by model (first match wins),
+split tables, header values as bytes, fault and mirror rates as fractions. A reload builds a
+new Snapshot beside the old one and swaps one reference; pools whose backend did not change
+are carried over with their connections.
 """
 
 from __future__ import annotations
@@ -14,31 +16,70 @@ from backends.errors import ModelNotFound
 from backends.http1 import Endpoint
 from backends.pool import Pool
 from backends.v2http import V2HttpUpstream
-from policies.model import Backend, Policy
+from policies.model import Backend, Policy, Route
+from policies.split import Split
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledVariant:
+    name: str
+    backend: str
+    upstream: V2HttpUpstream
+    name_bytes: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledMirror:
+    variant: CompiledVariant
+    rate: float  # 0..1
 
 
 @dataclass(frozen=True, slots=True)
 class CompiledRoute:
     name: str
     model: str
-    variant: str
-    backend: str
-    upstream: V2HttpUpstream
+    version: str | None
+    headers: tuple[tuple[bytes, bytes], ...]
+    split: Split[CompiledVariant]
+    by_name: Mapping[bytes, CompiledVariant]
+    sticky: tuple[str, str] | None  # ("header", b"x-user") / ("tenant", "") / ("field", "parameters.user")
+    mirrors: tuple[CompiledMirror, ...]
+    delay: tuple[float, float] | None  # (rate 0..1, seconds)
+    abort: tuple[float, int] | None  # (rate 0..1, status)
+
+    def matches(self, version: str | None, headers: Mapping[bytes, bytes]) -> bool:
+        if self.version is not None and self.version != version:
+            return False
+        for name, value in self.headers:
+            if headers.get(name) != value:
+                return False
+        return True
 
 
 @dataclass(frozen=True)
 class Snapshot:
     version: int
     policy: Policy
-    routes: Mapping[str, CompiledRoute]
+    routes: Mapping[str, tuple[CompiledRoute, ...]]
     pools: Mapping[str, Pool]
     backends: Mapping[str, Backend] = field(repr=False)
 
-    def route(self, model: str) -> CompiledRoute:
-        route = self.routes.get(model)
-        if route is None:
+    def select(self, model: str, version: str | None, headers: Mapping[bytes, bytes]) -> CompiledRoute:
+        """The first route that matches, or ModelNotFound."""
+        candidates = self.routes.get(model)
+        if candidates is None:
             raise ModelNotFound(f"unknown model {model!r}")
-        return route
+        for route in candidates:
+            if route.matches(version, headers):
+                return route
+        raise ModelNotFound(f"no route for model {model!r} matches this request (version or headers)")
+
+    def any_route(self, model: str) -> CompiledRoute:
+        """A route for metadata calls, which carry no routing headers: the model's default (last) route."""
+        candidates = self.routes.get(model)
+        if not candidates:
+            raise ModelNotFound(f"unknown model {model!r}")
+        return candidates[-1]
 
     def close(self, keep: Mapping[str, Pool] = MappingProxyType({})) -> None:
         """Closes the pools the next snapshot did not carry over."""
@@ -54,6 +95,13 @@ def _pool(name: str, backend: Backend) -> Pool:
     return Pool(name, endpoints, timeout=backend.timeout)
 
 
+def _sticky(route: Route) -> tuple[str, str] | None:
+    if route.sticky is None:
+        return None
+    kind, _, rest = route.sticky.key.partition(":")
+    return kind, rest
+
+
 def compile_policy(policy: Policy, version: int, previous: Snapshot | None = None) -> Snapshot:
     pools: dict[str, Pool] = {}
     for name, backend in policy.backends.items():
@@ -61,12 +109,28 @@ def compile_policy(policy: Policy, version: int, previous: Snapshot | None = Non
             pools[name] = previous.pools[name]
         else:
             pools[name] = _pool(name, backend)
-    routes: dict[str, CompiledRoute] = {}
+
+    def variant(name: str, backend_name: str, model: str) -> CompiledVariant:
+        backend = policy.backends[backend_name]
+        return CompiledVariant(name, backend_name, V2HttpUpstream(pools[backend_name], backend.model or model),
+                               name.encode())
+
+    routes: dict[str, list[CompiledRoute]] = {}
     for route in policy.routes:
-        backend = policy.backends[route.backend]
-        upstream_model = backend.model or route.match.model
-        routes[route.match.model] = CompiledRoute(
-            name=route.route_name, model=route.match.model, variant=route.backend, backend=route.backend,
-            upstream=V2HttpUpstream(pools[route.backend], upstream_model))
-    return Snapshot(version=version, policy=policy, routes=MappingProxyType(routes),
+        model = route.match.model
+        variants = [variant(v.variant_name, v.backend, model) for v in route.variants]
+        fault = route.fault
+        routes.setdefault(model, []).append(CompiledRoute(
+            name=route.route_name, model=model, version=route.match.version,
+            headers=tuple((k.encode(), v.encode()) for k, v in route.match.headers.items()),
+            split=Split(variants, route.shares()),
+            by_name=MappingProxyType({v.name_bytes: v for v in variants}),
+            sticky=_sticky(route),
+            mirrors=tuple(CompiledMirror(variant(m.variant_name, m.backend, model), m.percent / 100.0)
+                          for m in route.mirror),
+            delay=(fault.delay.percent / 100.0, fault.delay.duration) if fault and fault.delay else None,
+            abort=(fault.abort.percent / 100.0, fault.abort.status) if fault and fault.abort else None,
+        ))
+    return Snapshot(version=version, policy=policy,
+                    routes=MappingProxyType({k: tuple(v) for k, v in routes.items()}),
                     pools=MappingProxyType(pools), backends=MappingProxyType(dict(policy.backends)))

@@ -45,3 +45,24 @@ def parse_size(value: object) -> int:
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
+
+
+_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+
+
+def parse_percent(value: object) -> float:
+    """A share from ``10%``, ``2.5%`` (or a bare number read as percent) -> 0.0..100.0."""
+    if isinstance(value, bool):
+        raise ValueError("expected a percentage such as 10%")
+    if isinstance(value, int | float):
+        pct = float(value)
+    elif isinstance(value, str) and (m := _PERCENT.match(value)):
+        pct = float(m.group(1))
+    else:
+        raise ValueError(f"{value!r} is not a percentage such as 10% or 2.5%")
+    if not 0.0 <= pct <= 100.0:
+        raise ValueError(f"{value!r} is not between 0% and 100%")
+    return pct
+
+
+Percent = Annotated[float, BeforeValidator(parse_percent)]

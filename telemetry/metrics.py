@@ -14,6 +14,9 @@ REQUEST_DURATION = "meshgate_request_duration_seconds"
 UPSTREAM_REQUESTS_TOTAL = "meshgate_upstream_requests"
 UPSTREAM_DURATION = "meshgate_upstream_duration_seconds"
 POLICY_VERSION = "meshgate_policy_version"
+POLICY_RELOADS_TOTAL = "meshgate_policy_reloads"
+MIRROR_TOTAL = "meshgate_mirror_requests"
+FAULTS_TOTAL = "meshgate_faults_injected"
 BUILD_INFO = "meshgate_build"
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -34,6 +37,12 @@ class GatewayMetrics:
         self.upstream_duration = Histogram(UPSTREAM_DURATION, "Upstream call time by backend and endpoint",
                                            ["backend", "endpoint"], buckets=LATENCY_BUCKETS, registry=r)
         self.policy_version = Gauge(POLICY_VERSION, "Version number of the policy being served", registry=r)
+        self.reloads = Counter(POLICY_RELOADS_TOTAL, "Policy reloads by source and result (applied, rejected)",
+                               ["source", "result"], registry=r)
+        self.mirror = Counter(MIRROR_TOTAL, "Shadow copies by route, shadow variant and outcome "
+                              "(ok, error, dropped)", ["route", "variant", "outcome"], registry=r)
+        self.faults = Counter(FAULTS_TOTAL, "Faults injected by route and kind (delay, abort)",
+                              ["route", "kind"], registry=r)
         Info(BUILD_INFO, "meshgate build", registry=r).info({"version": version})
         self._request_children: dict[tuple[str, ...], tuple[Counter, Histogram]] = {}
         self._upstream_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
@@ -46,6 +55,12 @@ class GatewayMetrics:
                 self.requests.labels(*key), self.duration.labels(protocol, route, variant))
         children[0].inc()
         children[1].observe(seconds)
+
+    def mirrored(self, route: str, variant: str, outcome: str) -> None:
+        self.mirror.labels(route, variant, outcome).inc()
+
+    def fault(self, route: str, kind: str) -> None:
+        self.faults.labels(route, kind).inc()
 
     def upstream_call(self, backend: str, endpoint: str, code: int, seconds: float) -> None:
         key = (backend, endpoint, code)

@@ -68,7 +68,11 @@ routes:
   - {model: demo, backend: b}
   - {model: demo, backend: b}
 """)
-    assert problems == ["p.yaml:5: routes[1].match.model: model 'demo' is already routed by an earlier route"]
+    assert problems == [
+        "p.yaml:5: routes[1].model: duplicate route name 'demo' (also routes[0]); give each route a name:",
+        "p.yaml:5: routes[1]: unreachable: routes[0] ('demo') matches every request this route matches, "
+        "and the first match wins",
+    ]
 
 
 def test_broken_yaml_names_the_line() -> None:
