@@ -206,5 +206,7 @@ class Endpoint:
             self.inflight -= 1
 
     def close(self) -> None:
+        """Closes idle connections; busy ones close when their answer is in (nothing is kept)."""
+        self.max_idle = 0
         while self.idle:
             self.idle.pop().abort()

@@ -10,14 +10,19 @@ import asyncio
 import gc
 import logging
 import socket
+import tempfile
+from pathlib import Path
 
+import yaml
 from aiohttp import web
 
 from gateway import __version__
 from gateway.admin import admin_app
 from gateway.http1 import Connections, HttpProtocol
 from gateway.pipeline import DataPlane, SnapshotRef
+from gateway.reload import PolicyController
 from gateway.v2rest import V2Rest, error_response
+from policies.history import PolicyHistory
 from policies.model import Policy
 from policies.snapshot import compile_policy
 from shadow.mirror import Mirror
@@ -32,15 +37,24 @@ def _split(address: str) -> tuple[str, int]:
 
 
 class Gateway:
-    def __init__(self, policy: Policy, *, http: str | None = None, admin: str | None = None,
-                 reuse_port: bool = False) -> None:
-        self.policy = policy
+    def __init__(self, policy: Policy, *, text: str | None = None, path: str | Path | None = None,
+                 state_dir: str | Path | None = None, admin_token_sha256: str | None = None,
+                 http: str | None = None, admin: str | None = None, reuse_port: bool = False,
+                 watch_interval: float = 1.0) -> None:
         self.http_address = http or policy.listen.http
         self.admin_address = admin or policy.listen.admin
         self.reuse_port = reuse_port
+        self.admin_token_sha256 = admin_token_sha256 or policy.admin.token_sha256
         self.metrics = GatewayMetrics(version=__version__)
-        self.snapshots = SnapshotRef(compile_policy(policy, version=1))
-        self.metrics.policy_version.set(1)
+        if text is None:
+            text = yaml.safe_dump(policy.model_dump(mode="json", exclude_defaults=True), sort_keys=False)
+        self.state_dir = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="meshgate-state-"))
+        history = PolicyHistory(self.state_dir / "history")
+        source = Path(path) if path else None
+        version = PolicyController.starting_version(history, text, source)
+        self.snapshots = SnapshotRef(compile_policy(policy, version.number))
+        self.policies = PolicyController(self.snapshots, history, self.metrics, text, version, source, watch_interval)
+        self.metrics.policy_version.set(version.number)
         self.mirror = Mirror(self.metrics)
         self.dataplane = DataPlane(self.snapshots, self.metrics, self.mirror)
         self.connections = Connections()
@@ -48,6 +62,10 @@ class Gateway:
         self._admin: web.AppRunner | None = None
         self.http_port = 0
         self.admin_port = 0
+
+    @property
+    def policy(self) -> Policy:
+        return self.snapshots.current.policy
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -72,14 +90,16 @@ class Gateway:
         site = web.TCPSite(self._admin, host, port, reuse_port=self.reuse_port or None)
         await site.start()
         self.admin_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.policies.start()
         # Startup objects (policy, pools, modules) never die: keep the collector from rescanning them.
         gc.collect()
         gc.freeze()
-        log.info("serving V2 REST on %s:%d, admin on %s:%d", *_split(self.http_address)[:1], self.http_port,
+        log.info("serving V2 REST on %s:%d, admin on %s:%d", _split(self.http_address)[0], self.http_port,
                  _split(self.admin_address)[0], self.admin_port)
 
     async def stop(self, drain: float = 10.0) -> None:
         """Stops accepting, lets in-flight requests finish (up to ``drain`` seconds), closes the rest."""
+        await self.policies.stop()
         if self._server is not None:
             self._server.close()
             for conn in list(self.connections.open):
@@ -110,4 +130,5 @@ class Gateway:
             "backends": {name: {"endpoints": [{"address": e.address, "weight": e.weight, "inflight": e.inflight,
                                                "idle_connections": len(e.idle)} for e in pool.endpoints]}
                          for name, pool in snap.pools.items()},
+            "mirror": {"sent": self.mirror.sent, "dropped": self.mirror.dropped, "queued": self.mirror.queue.qsize()},
         }
