@@ -7,7 +7,10 @@ Children are cached per label set so the request path pays one dict lookup, not
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics
+
+# The _created series double every counter for little use; Prometheus does not need them.
+disable_created_metrics()
 
 REQUESTS_TOTAL = "meshgate_requests"
 REQUEST_DURATION = "meshgate_request_duration_seconds"
