@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -30,19 +32,26 @@ def _free_ports(n: int) -> list[int]:
 
 
 def _read_until(proc: subprocess.Popen[str], marker: str, timeout: float) -> list[str]:
-    """Lines of the child's stdout up to the one containing ``marker`` (bounded by ``timeout``)."""
-    import selectors
+    """Lines of the child's stdout up to the one containing ``marker`` (bounded by ``timeout``).
 
+    A reader thread feeds a queue: select() on a buffered text pipe misses lines already buffered."""
     lines: list[str] = []
-    sel = selectors.DefaultSelector()
-    assert proc.stdout is not None
-    sel.register(proc.stdout, selectors.EVENT_READ)
+    found: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            found.put(line)
+        found.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not sel.select(timeout=deadline - time.monotonic()):
+        try:
+            line = found.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
             break
-        line = proc.stdout.readline()
-        if not line:
+        if line is None:
             break
         lines.append(line)
         if marker in line:
@@ -68,7 +77,8 @@ routes:
   - {{model: demo, backend: demo-v1}}
   - {{model: demo-next, backend: demo-v2}}
 """)
-    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "up", str(policy)], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "up", str(policy),
+                             "--state-dir", str(tmp_path / "state")], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=dict(os.environ, PYTHONUNBUFFERED="1"))
     try:
@@ -112,7 +122,8 @@ backends:
 routes: [{{model: demo, backend: b}}]
 """)
     try:
-        result = subprocess.run([sys.executable, "-m", "gateway.cli", "up", str(policy)], cwd=ROOT,
+        result = subprocess.run([sys.executable, "-m", "gateway.cli", "up", str(policy),
+                                 "--state-dir", str(tmp_path)], cwd=ROOT,
                                 capture_output=True, text=True, timeout=120)
     finally:
         blocker.close()
