@@ -68,3 +68,8 @@ class Mirror:
             self.metrics.mirrored(call.route, call.variant, outcome)
             if self.on_answer is not None:
                 self.on_answer(call, response, time.perf_counter() - start)
+            self.queue.task_done()
+
+    async def join(self) -> None:
+        """Waits until every queued copy has been sent and answered (or failed)."""
+        await self.queue.join()
