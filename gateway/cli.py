@@ -179,6 +179,13 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_reference(args: argparse.Namespace) -> int:
+    from policies.reference import render
+
+    print(render())
+    return 0
+
+
 def _cmd_schema(args: argparse.Namespace) -> int:
     from policies.model import Policy
 
@@ -217,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     validate.set_defaults(func=_cmd_validate)
     schema = policy_sub.add_parser("schema", help="print the policy JSON Schema (for editors)")
     schema.set_defaults(func=_cmd_schema)
+    reference = policy_sub.add_parser("reference", help="print the field reference (Markdown) from the schema")
+    reference.set_defaults(func=_cmd_reference)
 
     def live(name: str, text: str, func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
         p = policy_sub.add_parser(name, help=text)

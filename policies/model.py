@@ -57,13 +57,14 @@ class Backend(_Frozen):
     """A named set of endpoints serving one model, reached with one protocol."""
 
     protocol: Literal["v2"] = Field("v2", description="KServe Open Inference Protocol V2")
-    transport: Literal["http"] = "http"
-    endpoints: list[Endpoint] = Field(min_length=1)
+    transport: Literal["http"] = Field("http", description="HTTP/1.1 with pooled keep-alive connections")
+    endpoints: list[Endpoint] = Field(min_length=1, description="`host:port` strings or {address, weight}; "
+                                      "weighted round-robin across them")
     model: str | None = Field(None, description="model name on the servers (default: the client-facing name)")
     timeout: Duration = Field(30.0, description="whole-request deadline for one call, e.g. 5s")
     connect_timeout: Duration = Field(1.0, description="TCP connect deadline per endpoint")
     max_idle_connections: int = Field(64, ge=0, description="keep-alive connections kept per endpoint")
-    launch: Launch | None = None
+    launch: Launch | None = Field(None, description="have `meshgate up` start a reference server on each endpoint")
 
     @field_validator("endpoints", mode="before")
     @classmethod
@@ -91,7 +92,7 @@ class Variant(_Frozen):
     """One arm of a split: a backend and its share of the route's traffic."""
 
     name: str | None = Field(None, description="the name clients see in x-meshgate-variant (default: the backend)")
-    backend: str
+    backend: str = Field(description="a backend name from `backends`")
     weight: int | str = Field(1, description="an integer weight (>= 0) or a percentage such as 5%; "
                               "percentages must add up to 100%")
 
@@ -130,7 +131,7 @@ class Sticky(_Frozen):
 class Mirror(_Frozen):
     """A shadow: a sampled copy of the route's traffic; its answers are never returned to clients."""
 
-    backend: str
+    backend: str = Field(description="a backend name from `backends`, not one of the route's variants")
     name: str | None = Field(None, description="shadow variant name (default: the backend)")
     percent: Percent = Field(100.0, description="share of the route's requests copied, e.g. 10%")
 
@@ -152,19 +153,19 @@ class Abort(_Frozen):
 class Fault(_Frozen):
     """Injected faults for chaos drills (as Istio's fault injection)."""
 
-    delay: Delay | None = None
-    abort: Abort | None = None
+    delay: Delay | None = Field(None, description="delay a share of requests")
+    abort: Abort | None = Field(None, description="answer a share of requests with an error")
 
 
 class Route(_Frozen):
     """Sends requests that match to one of its variants (weighted or sticky), mirrors and faults aside."""
 
     name: str | None = Field(None, description="unique route name (default: the model name); used in metrics")
-    match: Match
+    match: Match = Field(description="which requests; `model: NAME` is short for `match: {model: NAME}`")
     variants: list[Variant] = Field(min_length=1, description="the arms; `backend: NAME` is short for one variant")
-    sticky: Sticky | None = None
-    mirror: list[Mirror] = Field(default_factory=list)
-    fault: Fault | None = None
+    sticky: Sticky | None = Field(None, description="keep each user in one arm (default: weighted random)")
+    mirror: list[Mirror] = Field(default_factory=list, description="shadow copies (one mapping or a list)")
+    fault: Fault | None = Field(None, description="injected delays and errors")
 
     @model_validator(mode="before")
     @classmethod
@@ -193,14 +194,18 @@ class Route(_Frozen):
 
 
 class Listen(_Frozen):
-    http: str = "127.0.0.1:8080"
-    grpc: str = "127.0.0.1:8081"
-    admin: str = "127.0.0.1:9901"
+    """Where meshgate listens (port 0 picks a free port). Changes apply on restart."""
+
+    http: str = Field("127.0.0.1:8080", description="KServe V2 REST data port")
+    grpc: str = Field("127.0.0.1:8081", description="KServe V2 gRPC data port (reserved)")
+    admin: str = Field("127.0.0.1:9901", description="admin API: /metrics, /ready, /status, /admin/policy...")
 
     _check = field_validator("http", "grpc", "admin")(check_listen_address)
 
 
 class Limits(_Frozen):
+    """Request size limits on the data port."""
+
     max_body: Size = Field(64 * 2**20, description="largest request body accepted (413 above)")
     max_header: Size = Field(64 * 2**10, description="largest request head accepted")
 
@@ -222,12 +227,13 @@ class Admin(_Frozen):
 class Policy(_Frozen):
     """The whole policy file."""
 
-    version: Literal[1] = 1
-    listen: Listen = Field(default_factory=Listen)
-    limits: Limits = Field(default_factory=Limits)
-    admin: Admin = Field(default_factory=Admin)
-    backends: dict[str, Backend]
-    routes: list[Route] = Field(default_factory=list)
+    version: Literal[1] = Field(1, description="schema version")
+    listen: Listen = Field(default_factory=Listen, description="listening addresses")
+    limits: Limits = Field(default_factory=Limits, description="request size limits")
+    admin: Admin = Field(default_factory=Admin, description="admin API credential")
+    backends: dict[str, Backend] = Field(description="named sets of model server endpoints")
+    routes: list[Route] = Field(default_factory=list, description="first match wins; a route without headers "
+                                "or version is its model's default, so put it last")
 
     @field_validator("backends")
     @classmethod

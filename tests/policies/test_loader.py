@@ -23,7 +23,13 @@ def test_quickstart_example_is_valid() -> None:
     assert policy.backends["demo-v1"].timeout == 5.0
     assert policy.backends["demo-v1"].launch is not None
     assert policy.backends["demo-v1"].launch.max_queue_delay == pytest.approx(0.002)
-    assert [r.match.model for r in policy.routes] == ["demo", "demo-next"]
+    assert [r.match.model for r in policy.routes] == ["demo"]
+    assert policy.routes[0].shares() == [90.0, 10.0]
+
+
+def test_canary_example_is_valid() -> None:
+    policy = load_policy(ROOT / "examples" / "canary.yaml")
+    assert [r.route_name for r in policy.routes] == ["fraud-acme-ab", "fraud"]
 
 
 def test_durations_and_sizes_are_written_as_people_write_them() -> None:
@@ -84,3 +90,10 @@ def test_missing_file_is_a_policy_error(tmp_path: Path) -> None:
     with pytest.raises(PolicyError) as info:
         load_policy(tmp_path / "absent.yaml")
     assert "cannot read" in str(info.value)
+
+
+def test_field_reference_doc_is_generated_from_the_current_schema() -> None:
+    from policies.reference import render
+
+    assert (ROOT / "docs" / "policy-reference.md").read_text() == render() + "\n", \
+        "docs/policy-reference.md is stale: run `meshgate policy reference > docs/policy-reference.md`"
