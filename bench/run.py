@@ -99,7 +99,7 @@ class Processes:
                 p.kill()
 
 
-def nginx_conf(work: Path, listen: int, body: str, upstream: int | None) -> Path:
+def nginx_conf(work: Path, listen: int, body: str, upstream: int | None, extra_ports: tuple[int, ...] = ()) -> Path:
     if upstream is None:
         location = f"default_type application/json; return 200 '{body}';"
         upstream_block = ""
@@ -120,7 +120,7 @@ http {{
   client_body_temp_path {work}/{name}-body;
   proxy_temp_path {work}/{name}-proxy;
   {upstream_block}
-  server {{ listen 127.0.0.1:{listen}; location / {{ {location} }} }}
+  server {{ listen 127.0.0.1:{listen}; {"".join(f"listen 127.0.0.1:{p}; " for p in extra_ports)}location / {{ {location} }} }}
 }}
 """)
     return conf
@@ -156,6 +156,25 @@ backends:
   static: {{endpoints: [127.0.0.1:{upstream}], model: demo, timeout: 10s}}
 routes:
   - {{model: demo, backend: static}}
+""")
+    return conf
+
+
+def meshgate_split_policy(work: Path, listen: int, admin: int, upstreams: list[int]) -> Path:
+    """A 3-way weighted split plus a 10% mirror, each arm its own backend (port)."""
+    a, b, c, shadow = upstreams
+    conf = work / "meshgate-split.yaml"
+    conf.write_text(f"""
+listen: {{http: 127.0.0.1:{listen}, admin: 127.0.0.1:{admin}}}
+backends:
+  a: {{endpoints: [127.0.0.1:{a}], model: demo, timeout: 10s}}
+  b: {{endpoints: [127.0.0.1:{b}], model: demo, timeout: 10s}}
+  c: {{endpoints: [127.0.0.1:{c}], model: demo, timeout: 10s}}
+  shadow: {{endpoints: [127.0.0.1:{shadow}], model: demo, timeout: 10s}}
+routes:
+  - model: demo
+    variants: [{{backend: a, weight: 80%}}, {{backend: b, weight: 15%}}, {{backend: c, weight: 5%}}]
+    mirror: {{backend: shadow, percent: 10%}}
 """)
     return conf
 
@@ -208,14 +227,20 @@ def main() -> int:
     procs = Processes()
     try:
         backend = free_port()
-        procs.start(["nginx", "-c", str(nginx_conf(work, backend, ANSWER, None))], "1")
+        arms = [free_port() for _ in range(4)]
+        procs.start(["nginx", "-c", str(nginx_conf(work, backend, ANSWER, None, tuple(arms)))], "1")
         wait_port(backend)
         targets = [Target("direct (nginx static)", backend, None)]
 
         port, admin = free_port(), free_port()
-        p = procs.start([sys.executable, "-m", "gateway.cli", "serve",
+        p = procs.start([sys.executable, "-m", "gateway.cli", "serve", "--no-watch", "--state-dir", str(work / "s1"),
                          str(meshgate_policy(work, port, admin, backend))], "0", cwd=str(ROOT))
         targets.append(Target("meshgate", port, p.pid))
+
+        port, admin = free_port(), free_port()
+        p = procs.start([sys.executable, "-m", "gateway.cli", "serve", "--no-watch", "--state-dir", str(work / "s2"),
+                         str(meshgate_split_policy(work, port, admin, arms))], "0", cwd=str(ROOT))
+        targets.append(Target("meshgate 3-way split+mirror", port, p.pid))
 
         port = free_port()
         p = procs.start([sys.executable, str(HERE / "alternatives" / "aiohttp_proxy.py"), str(port), str(backend)],
@@ -271,6 +296,11 @@ def main() -> int:
                 cells[7] = f"{r['cpu_us_per_req'] / ref['cpu_us_per_req']:.2f}x"
         widths = (11, 10, 7, 7, 7, 7, 14, 14)
         print(f"| {name:<28} | " + " | ".join(f"{c:>{w}}" for c, w in zip(cells, widths, strict=True)) + " |")
+    single, split = results.get("meshgate"), results.get("meshgate 3-way split+mirror")
+    if single and split:
+        print(f"\nmeshgate 3-way split + 10% mirror vs single-backend route: throughput "
+              f"{split['rps'] / single['rps']:.2f}x, CPU per client request {split['cpu_us_per_req'] / single['cpu_us_per_req']:.2f}x "
+              "(the mirror's extra upstream call included)")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0

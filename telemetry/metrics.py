@@ -49,6 +49,8 @@ class GatewayMetrics:
         Info(BUILD_INFO, "meshgate build", registry=r).info({"version": version})
         self._request_children: dict[tuple[str, ...], tuple[Counter, Histogram]] = {}
         self._upstream_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._mirror_children: dict[tuple[str, str, str], Counter] = {}
+        self._fault_children: dict[tuple[str, str], Counter] = {}
 
     def request(self, protocol: str, route: str, variant: str, backend: str, code: int, seconds: float) -> None:
         key = (protocol, route, variant, backend, str(code))
@@ -60,10 +62,18 @@ class GatewayMetrics:
         children[1].observe(seconds)
 
     def mirrored(self, route: str, variant: str, outcome: str) -> None:
-        self.mirror.labels(route, variant, outcome).inc()
+        key = (route, variant, outcome)
+        child = self._mirror_children.get(key)
+        if child is None:
+            child = self._mirror_children[key] = self.mirror.labels(*key)
+        child.inc()
 
     def fault(self, route: str, kind: str) -> None:
-        self.faults.labels(route, kind).inc()
+        key = (route, kind)
+        child = self._fault_children.get(key)
+        if child is None:
+            child = self._fault_children[key] = self.faults.labels(*key)
+        child.inc()
 
     def upstream_call(self, backend: str, endpoint: str, code: int, seconds: float) -> None:
         key = (backend, endpoint, code)
