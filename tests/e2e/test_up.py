@@ -139,4 +139,5 @@ def test_policy_validate_prints_file_line_field(tmp_path: Path) -> None:
                             timeout=60)
     assert result.returncode == 1
     assert f"{bad}:4: backends.b.timeout: 'soon' is not a duration" in result.stderr
-    assert "quickstart.yaml: ok (2 backends, 2 routes)" in result.stdout
+    assert "quickstart.yaml: ok (2 backends, 1 routes)" in result.stdout
+    assert "demo: demo -> stable 90% (demo-v1), canary 10% (demo-v2); sticky on header:x-user-id" in result.stdout
