@@ -60,6 +60,7 @@ class Gateway:
         self.connections = Connections()
         self._server: asyncio.base_events.Server | None = None
         self._admin: web.AppRunner | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         self.http_port = 0
         self.admin_port = 0
 
@@ -91,15 +92,27 @@ class Gateway:
         await site.start()
         self.admin_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self.policies.start()
+        self._sweeper = asyncio.create_task(self._close_idle(), name="idle-connections")
         # Startup objects (policy, pools, modules) never die: keep the collector from rescanning them.
         gc.collect()
         gc.freeze()
         log.info("serving V2 REST on %s:%d, admin on %s:%d", _split(self.http_address)[0], self.http_port,
                  _split(self.admin_address)[0], self.admin_port)
 
+    async def _close_idle(self) -> None:
+        # One sweep for all connections instead of a timer per connection re-armed on every request.
+        while True:
+            idle = self.policy.limits.idle_timeout
+            await asyncio.sleep(min(5.0, idle / 2))
+            self.connections.close_idle(idle)
+
     async def stop(self, drain: float = 10.0) -> None:
         """Stops accepting, lets in-flight requests finish (up to ``drain`` seconds), closes the rest."""
         await self.policies.stop()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+            self._sweeper = None
         if self._server is not None:
             self._server.close()
             for conn in list(self.connections.open):

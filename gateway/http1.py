@@ -67,6 +67,14 @@ class Connections:
     async def drained(self) -> None:
         await self._empty.wait()
 
+    def close_idle(self, idle_for: float) -> int:
+        """Closes connections with nothing in flight that sent nothing for ``idle_for`` seconds."""
+        cutoff = asyncio.get_running_loop().time() - idle_for
+        stale = [c for c in self.open if c.task is None and not c.queue and c.last_active < cutoff]
+        for conn in stale:
+            conn.shutdown()
+        return len(stale)
+
 
 class HttpProtocol(asyncio.Protocol):
     """One client connection."""
@@ -88,6 +96,7 @@ class HttpProtocol(asyncio.Protocol):
         self.writable = True
         self.closing = False  # no new requests; connection closes once idle
         self.last_answer: Response | None = None  # written (then close) after the in-flight one
+        self.last_active = self.loop.time()
         self._reset()
 
     def _reset(self) -> None:
@@ -112,6 +121,7 @@ class HttpProtocol(asyncio.Protocol):
         self.queue.clear()
 
     def data_received(self, data: bytes) -> None:
+        self.last_active = self.loop.time()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:

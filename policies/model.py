@@ -208,6 +208,8 @@ class Limits(_Frozen):
 
     max_body: Size = Field(64 * 2**20, description="largest request body accepted (413 above)")
     max_header: Size = Field(64 * 2**10, description="largest request head accepted")
+    idle_timeout: Duration = Field(75.0, description="close a client connection that sends nothing for this long "
+                                   "between requests (or while sending a request head)")
 
 
 class Admin(_Frozen):

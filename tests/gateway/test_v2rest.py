@@ -189,3 +189,16 @@ async def test_health_and_server_metadata(upstream: Upstream) -> None:
         async with s.get(f"http://127.0.0.1:{gw.admin_port}/metrics") as r:
             text = await r.text()
             assert "meshgate_request_duration_seconds" in text
+
+
+async def test_idle_client_connections_are_closed(upstream: Upstream) -> None:
+    policy = _policy(upstream.address).replace("limits: {max_body: 16MiB}", "limits: {max_body: 16MiB, idle_timeout: 200ms}")
+    async with running_gateway(policy) as gw:
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.http_port)
+        writer.write(b"POST /v2/models/demo/infer HTTP/1.1\r\ncontent-length: 2\r\n\r\n{}")
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"GET /v2/health/li")  # a request head that never finishes
+        assert await asyncio.wait_for(reader.read(), 5) is not None  # EOF: the gateway hung up
+        assert reader.at_eof()
+        writer.close()
+        assert len(gw.connections.open) == 0
