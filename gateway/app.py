@@ -72,9 +72,9 @@ class Gateway:
         loop = asyncio.get_running_loop()
         await self.mirror.start()
         front = V2Rest(self.dataplane, self.metrics)
-        limits = self.policy.limits
 
         def protocol() -> HttpProtocol:
+            limits = self.policy.limits  # read per connection: a reload's new limits apply to new connections
             return HttpProtocol(front.handle, error_response, max_body=limits.max_body,
                                 max_head=limits.max_header, connections=self.connections)
 
