@@ -49,10 +49,12 @@ async def test_fifty_reloads_under_load_lose_and_misroute_nothing(servers, tmp_p
     gw = await _gateway(_policy(servers, 10), tmp_path)
     answers = []
     stop = asyncio.Event()
+    batch_done = asyncio.Event()
 
     async def traffic() -> None:
         while not stop.is_set():
             answers.extend(await send_many(gw.http_port, [infer_request() for _ in range(64)], connections=4))
+            batch_done.set()
 
     try:
         load = [asyncio.create_task(traffic()) for _ in range(2)]
@@ -61,14 +63,13 @@ async def test_fifty_reloads_under_load_lose_and_misroute_nothing(servers, tmp_p
             text = _policy(servers, 5 + (i % 2) * 40).replace("timeout: 5s", f"timeout: {5 + i % 2}s")
             applied = await gw.policies.apply(text, source="admin", who="test")
             assert applied.changed
-            await asyncio.sleep(0)  # let traffic interleave with the swaps
-            if i % 10 == 9:
-                await asyncio.sleep(0.02)
+            batch_done.clear()
+            await asyncio.wait_for(batch_done.wait(), 10)  # traffic flows between every two swaps
         stop.set()
         await asyncio.gather(*load)
     finally:
         await gw.stop()
-    assert len(answers) > 500
+    assert len(answers) >= 50 * 64
     assert [a.status for a in answers if a.status != 200] == []
     for a in answers:
         assert json.loads(a.body)["server"] == {b"stable": "a", b"canary": "b"}[a.headers[b"x-meshgate-variant"]]
