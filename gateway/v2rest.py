@@ -78,7 +78,7 @@ class V2Rest:
         return response
 
     async def _other(self, req: Request, parts: list[bytes], request_id: bytes) -> Response:
-        if req.method not in (b"GET", b"HEAD"):
+        if req.method != b"GET":
             raise _MethodNotAllowed(f"{req.method.decode()} is not allowed on {req.path.decode(errors='replace')}")
         path = parts[1:]
         if path == [b"v2", b"health", b"live"]:
