@@ -14,16 +14,19 @@ from backends.pool import Pool
 
 
 class V2HttpUpstream:
-    __slots__ = ("pool", "model", "_infer_lines", "_base")
+    __slots__ = ("pool", "model", "version", "_infer_lines", "_base")
 
-    def __init__(self, pool: Pool, model: str) -> None:
+    def __init__(self, pool: Pool, model: str, version: str | None = None) -> None:
         self.pool = pool
         self.model = model
+        self.version = version  # when set, replaces whatever version the client asked for
         self._base = "/v2/models/" + quote(model, safe="")
         self._infer_lines: dict[str | None, bytes] = {}
 
     def _path(self, version: str | None, suffix: str) -> str:
         path = self._base
+        if self.version is not None:
+            version = self.version
         if version is not None:
             path += "/versions/" + quote(version, safe="")
         return path + suffix

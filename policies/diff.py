@@ -107,7 +107,7 @@ def _backend_changes(name: str, a: Backend, b: Backend) -> list[str]:
     for addr in sorted(ea.keys() & eb.keys()):
         if ea[addr] != eb[addr]:
             out.append(f"~ backend {name}: endpoint {addr} weight {ea[addr]} -> {eb[addr]}")
-    for field in ("timeout", "connect_timeout", "model", "protocol", "transport", "max_idle_connections"):
+    for field in ("timeout", "connect_timeout", "model", "version", "protocol", "transport", "max_idle_connections"):
         va, vb = getattr(a, field), getattr(b, field)
         if va != vb:
             out.append(f"~ backend {name}: {field} {va} -> {vb}")

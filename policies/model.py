@@ -61,6 +61,8 @@ class Backend(_Frozen):
     endpoints: list[Endpoint] = Field(min_length=1, description="`host:port` strings or {address, weight}; "
                                       "weighted round-robin across them")
     model: str | None = Field(None, description="model name on the servers (default: the client-facing name)")
+    version: str | None = Field(None, description="model version to call on the servers (default: the version "
+                                "the client asked for, if any)")
     timeout: Duration = Field(30.0, description="whole-request deadline for one call, e.g. 5s")
     connect_timeout: Duration = Field(1.0, description="TCP connect deadline per endpoint")
     max_idle_connections: int = Field(64, ge=0, description="keep-alive connections kept per endpoint")

@@ -112,8 +112,8 @@ def compile_policy(policy: Policy, version: int, previous: Snapshot | None = Non
 
     def variant(name: str, backend_name: str, model: str) -> CompiledVariant:
         backend = policy.backends[backend_name]
-        return CompiledVariant(name, backend_name, V2HttpUpstream(pools[backend_name], backend.model or model),
-                               name.encode())
+        upstream = V2HttpUpstream(pools[backend_name], backend.model or model, backend.version)
+        return CompiledVariant(name, backend_name, upstream, name.encode())
 
     routes: dict[str, list[CompiledRoute]] = {}
     for route in policy.routes:

@@ -141,3 +141,55 @@ def test_policy_validate_prints_file_line_field(tmp_path: Path) -> None:
     assert f"{bad}:4: backends.b.timeout: 'soon' is not a duration" in result.stderr
     assert "quickstart.yaml: ok (2 backends, 1 routes)" in result.stdout
     assert "demo: demo -> stable 90% (demo-v1), canary 10% (demo-v2); sticky on header:x-user-id" in result.stdout
+
+
+def test_serve_reloads_on_sighup_and_keeps_serving_on_garbage(tmp_path: Path) -> None:
+    http, admin = _free_ports(2)
+    policy = tmp_path / "policy.yaml"
+    base = f"listen: {{http: 127.0.0.1:{http}, admin: 127.0.0.1:{admin}}}\nbackends:\n  b: {{endpoints: [127.0.0.1:9]}}\n"
+    policy.write_text(base + "routes: [{model: one, backend: b}]\n")
+    state = tmp_path / "state"
+    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", str(policy), "--no-watch",
+                             "--state-dir", str(state)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    try:
+        _read_until(proc, "admin token for this session", timeout=60)
+        token = (state / "admin-token").read_text().strip()
+
+        def history() -> dict:
+            import json
+            import urllib.request
+            req = urllib.request.Request(f"http://127.0.0.1:{admin}/admin/policy/history",
+                                         headers={"Authorization": f"Bearer {token}"})
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return json.loads(r.read())
+
+        def wait_for(check, what: str) -> None:
+            deadline = time.monotonic() + 20
+            while not check():
+                assert time.monotonic() < deadline, what
+                time.sleep(0.05)  # another process: polling its admin API is the only signal
+
+        policy.write_text(base + "routes: [{model: two, backend: b}]\n")
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: history()["current"] == 2, "SIGHUP did not apply the edited policy")
+        assert [v["source"] for v in history()["versions"]] == ["start", "sighup"]
+        policy.write_text("routes: [oops")
+        proc.send_signal(signal.SIGHUP)
+
+        def rejected() -> bool:
+            with urllib_get(f"http://127.0.0.1:{admin}/metrics") as r:
+                return 'meshgate_policy_reloads_total{result="rejected",source="sighup"} 1.0' in r.read().decode()
+
+        wait_for(rejected, "the garbage policy was not looked at")
+        with urllib_get(f"http://127.0.0.1:{http}/v2/health/ready") as r:
+            assert r.status == 200  # still serving
+        assert history()["current"] == 2
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+
+
+def urllib_get(url: str):
+    import urllib.request
+    return urllib.request.urlopen(url, timeout=5)

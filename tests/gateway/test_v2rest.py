@@ -202,3 +202,11 @@ async def test_idle_client_connections_are_closed(upstream: Upstream) -> None:
         assert reader.at_eof()
         writer.close()
         assert len(gw.connections.open) == 0
+
+
+async def test_backend_version_rewrites_the_client_version(upstream: Upstream) -> None:
+    policy = _policy(upstream.address).replace("model: served,", "model: served, version: '7',")
+    async with running_gateway(policy) as gw, aiohttp.ClientSession() as s:
+        for path in ("/v2/models/demo/infer", "/v2/models/demo/versions/3/infer"):
+            status, _, out = await _post(s, gw.http_port, path, b"{}")
+            assert status == 200 and json.loads(out)["path"] == "/v2/models/served/versions/7/infer"
