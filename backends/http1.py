@@ -129,14 +129,18 @@ class _Connection(asyncio.Protocol):
 
 
 class Endpoint:
-    """One upstream server address with its keep-alive connection pool.
+    """One upstream server address with its keep-alive connection pool and the state balancers read.
 
-    ``inflight`` and the other counters are read by balancers; they are plain ints because
-    everything here runs on one event loop.
+    Everything here runs on one event loop, so the state is plain attributes:
+    ``inflight`` (requests in flight), ``ewma``/``ewma_at`` (peak-EWMA latency in seconds and
+    when it was last updated; 0.0 = not measured yet), ``healthy`` (active health checks),
+    ``ejected_until`` and ``ejections`` (passive outlier ejection, in ``clock`` seconds), and
+    ``load``/``load_at`` (the server's own reported load, from its /metrics).
     """
 
     __slots__ = ("address", "host", "port", "weight", "host_line", "connect_timeout", "max_idle",
-                 "idle", "inflight", "loop")
+                 "idle", "inflight", "loop", "ewma", "ewma_at", "healthy", "ejected_until", "ejections",
+                 "load", "load_at")
 
     def __init__(self, address: str, *, weight: int = 1, connect_timeout: float = 1.0,
                  max_idle: int = 64) -> None:
@@ -151,6 +155,13 @@ class Endpoint:
         self.idle: deque[_Connection] = deque()
         self.inflight = 0
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.ewma = 0.0
+        self.ewma_at = 0.0
+        self.healthy = True
+        self.ejected_until = 0.0
+        self.ejections = 0
+        self.load: float | None = None
+        self.load_at = 0.0
 
     def __repr__(self) -> str:
         return f"Endpoint({self.address})"

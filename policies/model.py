@@ -53,6 +53,84 @@ class Launch(_Frozen):
     max_queue_delay: Duration = Field(0.002, description="how long the dynamic batcher waits to fill a batch")
 
 
+class Balancer(_Frozen):
+    """How a backend picks the endpoint for each request."""
+
+    kind: Literal["round-robin", "least-request", "p2c-ewma", "ring-hash", "load-aware"] = Field(
+        "p2c-ewma", description="p2c-ewma: power of two choices over peak-EWMA latency x (in-flight + 1); "
+        "least-request: two choices over in-flight; ring-hash: consistent hash of `hash_key` with bounded load; "
+        "load-aware: the servers' own queue depth / KV-cache use scraped from their /metrics")
+    decay: Duration = Field(10.0, description="p2c-ewma: how fast old latency observations fade")
+    default_latency: Duration = Field(0.05, description="p2c-ewma: latency assumed for an endpoint not yet measured")
+    hash_key: str = Field("header:x-session-id", description="ring-hash: header:NAME, tenant or field:PATH")
+    bounded_load: float = Field(1.25, ge=1.0, description="ring-hash: an endpoint takes at most this times the "
+                                "mean in-flight load before the ring moves on")
+    metrics_path: str = Field("/metrics", description="load-aware: where the servers publish Prometheus metrics")
+    scrape_interval: Duration = Field(1.0, description="load-aware: how often /metrics is read")
+    max_staleness: Duration = Field(3.0, description="load-aware: older scrapes fall back to p2c-ewma")
+
+    @field_validator("hash_key")
+    @classmethod
+    def _key(cls, value: str) -> str:
+        kind, _, rest = value.partition(":")
+        if value == "tenant" or (kind in ("header", "field") and rest):
+            return value.lower() if kind == "header" else value
+        raise ValueError(f"{value!r}: expected header:NAME, tenant or field:PATH")
+
+
+class HealthCheck(_Frozen):
+    """Active health checks: a GET on each endpoint; thresholds turn it in and out of rotation."""
+
+    enabled: bool = True
+    path: str = Field("/v2/health/ready", description="HTTP path that answers 200 when the server can take work")
+    interval: Duration = Field(2.0, description="time between checks of one endpoint (jittered)")
+    timeout: Duration = Field(1.0, description="a check slower than this fails")
+    healthy_threshold: int = Field(1, ge=1, description="consecutive passes that bring an endpoint back")
+    unhealthy_threshold: int = Field(2, ge=1, description="consecutive failures that take it out")
+    jitter: Percent = Field(10.0, description="random spread of the interval, so checks do not align")
+
+
+class Outlier(_Frozen):
+    """Passive outlier ejection from live traffic, capped so a bad deploy cannot empty the pool."""
+
+    consecutive_errors: int = Field(5, ge=1, description="errors in a row that eject an endpoint")
+    failure_rate: Percent = Field(50.0, description="failure share over `window` that ejects an endpoint")
+    min_requests: int = Field(20, ge=1, description="requests in the window before the failure rate counts")
+    window: Duration = Field(10.0, description="window for the failure rate")
+    base_ejection: Duration = Field(2.0, description="first ejection time; doubles with each repeat ejection")
+    max_ejection: Duration = Field(60.0, description="longest ejection")
+    max_ejected: Percent = Field(50.0, description="most of the pool that may be ejected at once")
+
+
+class Retries(_Frozen):
+    """Retries on another endpoint, only for failures that are safe to retry."""
+
+    attempts: int = Field(3, ge=1, le=10, description="tries in all, the first included")
+    backoff: Duration = Field(0.005, description="base of the exponential backoff (with full jitter)")
+    max_backoff: Duration = Field(0.1, description="longest backoff")
+    budget: Percent = Field(20.0, description="retries may add at most this share of extra load")
+    min_retries_per_second: float = Field(5.0, ge=0, description="retries always allowed at this rate, so a "
+                                          "quiet backend can still retry")
+    on_503: bool = Field(True, description="retry a 503 (an overloaded server said no before doing work)")
+
+
+class Hedging(_Frozen):
+    """Send a second copy to another endpoint when the first is slower than usual; first answer wins."""
+
+    enabled: bool = False
+    percentile: Percent = Field(95.0, description="hedge once the endpoint's latency passes this percentile")
+    min_delay: Duration = Field(0.005, description="never hedge sooner than this")
+
+
+class BackendLimits(_Frozen):
+    """Circuit breaking: in-flight bounds and a bounded wait; beyond them a fast 503 with Retry-After."""
+
+    max_inflight: int = Field(0, ge=0, description="requests in flight to the whole backend (0: no limit)")
+    max_inflight_per_endpoint: int = Field(0, ge=0, description="requests in flight to one endpoint (0: no limit)")
+    max_queue: int = Field(0, ge=0, description="requests that may wait for a free slot (0: none wait)")
+    queue_timeout: Duration = Field(1.0, description="longest wait for a slot")
+
+
 class Backend(_Frozen):
     """A named set of endpoints serving one model, reached with one protocol."""
 
@@ -66,7 +144,18 @@ class Backend(_Frozen):
     timeout: Duration = Field(30.0, description="whole-request deadline for one call, e.g. 5s")
     connect_timeout: Duration = Field(1.0, description="TCP connect deadline per endpoint")
     max_idle_connections: int = Field(64, ge=0, description="keep-alive connections kept per endpoint")
+    balancer: Balancer = Field(default_factory=Balancer, description="endpoint choice")
+    health: HealthCheck = Field(default_factory=HealthCheck, description="active health checks")
+    outlier: Outlier = Field(default_factory=Outlier, description="passive outlier ejection")
+    retries: Retries = Field(default_factory=Retries, description="safe retries with a budget")
+    hedging: Hedging = Field(default_factory=Hedging, description="hedged requests (off by default)")
+    limits: BackendLimits = Field(default_factory=BackendLimits, description="in-flight limits (circuit breaking)")
     launch: Launch | None = Field(None, description="have `meshgate up` start a reference server on each endpoint")
+
+    @field_validator("balancer", mode="before")
+    @classmethod
+    def _balancer_shorthand(cls, value: object) -> object:
+        return {"kind": value} if isinstance(value, str) else value  # `balancer: least-request`
 
     @field_validator("endpoints", mode="before")
     @classmethod
