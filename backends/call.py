@@ -3,6 +3,7 @@ than routing needs."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
 
@@ -16,7 +17,7 @@ class InferCall:
     """
 
     __slots__ = ("request_id", "model", "version", "body", "content_type", "header_length",
-                 "forward_headers", "headers", "tenant", "route", "variant", "backend", "endpoint", "start")
+                 "forward_headers", "headers", "tenant", "timeout", "route", "variant", "backend", "endpoint", "start")
 
     def __init__(self, request_id: bytes, model: str, version: str | None, body: bytes,
                  content_type: bytes | None, header_length: bytes | None, forward_headers: bytes,
@@ -31,11 +32,40 @@ class InferCall:
         self.start = start
         self.headers: Mapping[bytes, bytes] = headers if headers is not None else {}
         self.tenant: str | None = None
+        self.timeout: float | None = None  # the client's own deadline, when it sent one
         self.route = ""
         self.variant = ""
         self.backend = ""
         self.endpoint = ""
 
+
+    def key(self, kind: str, name: str) -> bytes | None:
+        """The bytes a sticky split or a ring-hash balancer hashes: ``header`` NAME, the ``tenant``,
+        or a dotted ``field`` path in the V2 JSON body (parsed only when asked); None when absent."""
+        if kind == "header":
+            return self.headers.get(name.encode())
+        if kind == "tenant":
+            return self.tenant.encode() if self.tenant else None
+        return self._body_field(name)
+
+    def _body_field(self, path: str) -> bytes | None:
+        body = self.body
+        if self.header_length is not None:
+            try:
+                body = body[: int(self.header_length)]
+            except ValueError:
+                return None
+        try:
+            node = json.loads(body)
+        except ValueError:
+            return None
+        for part in path.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return None
+            node = node[part]
+        if isinstance(node, dict | list):
+            return None
+        return str(node).encode()
 
     def shadow_copy(self, name: str) -> InferCall:
         """The copy a mirror sends: same payload, its own id, marked as shadow traffic."""
@@ -44,6 +74,7 @@ class InferCall:
                          self.header_length, self.forward_headers + b"x-meshgate-shadow: true\r\n"
                          b"x-meshgate-primary-request-id: " + rid + b"\r\n", self.start, self.headers)
         copy.tenant = self.tenant
+        copy.timeout = self.timeout
         copy.route = self.route
         copy.variant = name
         return copy

@@ -54,6 +54,7 @@ class UpstreamProtocolError(GatewayError):
 
     http_status = 502
     grpc_code = "UNAVAILABLE"
+    before_answer = False  # True when not one byte of an answer came back (safe to retry elsewhere)
 
 
 class NoHealthyEndpoint(GatewayError):
@@ -77,3 +78,14 @@ class InjectedFault(GatewayError):
         self.grpc_code = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
                           404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED", 504: "DEADLINE_EXCEEDED"}.get(
                               status, "UNAVAILABLE" if status >= 500 else "INVALID_ARGUMENT")
+
+
+class Overloaded(GatewayError):
+    """The backend's in-flight limit and wait queue are full: answered at once, with Retry-After."""
+
+    http_status = 503
+    grpc_code = "UNAVAILABLE"
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

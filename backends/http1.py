@@ -76,7 +76,9 @@ class _Connection(asyncio.Protocol):
             if not self.got_bytes and self.reused:
                 waiter.set_exception(StaleConnection())
             elif not self.got_bytes:
-                waiter.set_exception(UpstreamProtocolError("upstream closed the connection without answering"))
+                error = UpstreamProtocolError("upstream closed the connection without answering")
+                error.before_answer = True  # nothing came back: safe to try another endpoint
+                waiter.set_exception(error)
             else:
                 waiter.set_exception(UpstreamProtocolError("upstream closed the connection mid-response"))
         self.waiter = None

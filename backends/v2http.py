@@ -14,10 +14,12 @@ from backends.pool import Pool
 
 
 class V2HttpUpstream:
-    __slots__ = ("pool", "model", "version", "_infer_lines", "_base")
+    __slots__ = ("pool", "model", "version", "hash_key", "_infer_lines", "_base")
 
-    def __init__(self, pool: Pool, model: str, version: str | None = None) -> None:
+    def __init__(self, pool: Pool, model: str, version: str | None = None,
+                 hash_key: tuple[str, str] | None = None) -> None:
         self.pool = pool
+        self.hash_key = hash_key  # (kind, name) for a ring-hash pool
         self.model = model
         self.version = version  # when set, replaces whatever version the client asked for
         self._base = "/v2/models/" + quote(model, safe="")
@@ -43,7 +45,8 @@ class V2HttpUpstream:
             parts.append(b"inference-header-content-length: " + call.header_length + b"\r\n")
         parts.append(call.forward_headers)
         parts.append(b"\r\n")
-        response, endpoint = await self.pool.send(line, b"".join(parts), call.body)
+        key = call.key(*self.hash_key) if self.hash_key is not None else None
+        response, endpoint = await self.pool.send(line, b"".join(parts), call.body, call.timeout, key)
         call.endpoint = endpoint.address
         return response
 

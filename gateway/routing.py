@@ -6,7 +6,6 @@ then the sticky key's stable hash, then a weighted random draw.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
 from backends.call import InferCall
@@ -36,30 +35,4 @@ def choose(snapshot: Snapshot, call: InferCall, random: Callable[[], float]) -> 
 def _sticky_key(route: CompiledRoute, call: InferCall) -> bytes | None:
     """The bytes to hash for a sticky route, or None (then the draw is random)."""
     assert route.sticky is not None
-    kind, name = route.sticky
-    if kind == "header":
-        return call.headers.get(name.encode())
-    if kind == "tenant":
-        return call.tenant.encode() if call.tenant else None
-    return _body_field(call, name)
-
-
-def _body_field(call: InferCall, path: str) -> bytes | None:
-    """A dotted path into the JSON part of a V2 body; parsed only for routes sticky on a field."""
-    body = call.body
-    if call.header_length is not None:
-        try:
-            body = body[: int(call.header_length)]
-        except ValueError:
-            return None
-    try:
-        node = json.loads(body)
-    except ValueError:
-        return None
-    for part in path.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    if isinstance(node, dict | list):
-        return None
-    return str(node).encode()
+    return call.key(*route.sticky)

@@ -17,21 +17,25 @@ from gateway import __version__
 from gateway.http1 import Request, Response
 from gateway.pipeline import DataPlane
 from gateway.requestid import RequestIds
+from policies.units import parse_duration
 from telemetry.metrics import GatewayMetrics
 
 # Headers that describe the client's connection or that meshgate sets itself.
 _NOT_FORWARDED = frozenset({
     b"host", b"content-length", b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer",
     b"upgrade", b"proxy-authorization", b"proxy-connection", b"expect", b"x-request-id", b"content-type",
-    b"inference-header-content-length",
+    b"inference-header-content-length", b"x-meshgate-timeout",
 })
 _JSON = b"application/json"
 _SERVER_METADATA = json.dumps({"name": "meshgate", "version": __version__,
                                "extensions": ["binary_tensor_data"]}).encode()
 
 
-def error_response(status: int, message: str, request_id: bytes | None = None) -> Response:
+def error_response(status: int, message: str, request_id: bytes | None = None,
+                   retry_after: float | None = None) -> Response:
     headers = [(b"content-type", _JSON)]
+    if retry_after is not None:
+        headers.append((b"retry-after", b"%d" % max(1, round(retry_after))))
     if request_id is not None:
         headers.append((b"x-request-id", request_id))
     return Response(status, headers, json.dumps({"error": message}).encode())
@@ -66,10 +70,13 @@ class V2Rest:
                                 if name not in _NOT_FORWARDED])
             call = InferCall(request_id, model, version, req.body, headers.get(b"content-type"),
                              headers.get(b"inference-header-content-length"), forward, start, headers)
+            deadline = headers.get(b"x-meshgate-timeout")
+            if deadline is not None:
+                call.timeout = _client_timeout(deadline)
             upstream = await self.dataplane.infer(call)
             response = _relay(upstream, request_id, call.backend)
         except GatewayError as e:
-            response = error_response(e.http_status, e.message, request_id)
+            response = error_response(e.http_status, e.message, request_id, getattr(e, "retry_after", None))
         if call is not None:
             if call.variant:
                 response.headers.append((b"x-meshgate-variant", call.variant.encode()))
@@ -114,6 +121,15 @@ def _model_and_version(parts: list[bytes]) -> tuple[str, str | None]:
     except UnicodeDecodeError:
         raise BadRequest("model name and version must be UTF-8") from None
     raise ModelNotFound("no such path: expected /v2/models/{model}[/versions/{version}]/...")
+
+
+def _client_timeout(value: bytes) -> float:
+    """The client's own deadline (``x-meshgate-timeout: 250ms``): it shrinks the backend's timeout."""
+    try:
+        return parse_duration(value.decode())
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest(f"x-meshgate-timeout {value.decode(errors='replace')!r} is not a duration such as "
+                         "250ms or 2s") from None
 
 
 def _text(part: bytes) -> str:

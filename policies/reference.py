@@ -12,7 +12,10 @@ from policies import model as m
 
 SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("top level", m.Policy), ("listen", m.Listen), ("limits", m.Limits), ("admin", m.Admin),
-    ("backends.NAME", m.Backend), ("backends.NAME.endpoints[]", m.Endpoint), ("backends.NAME.launch", m.Launch),
+    ("backends.NAME", m.Backend), ("backends.NAME.endpoints[]", m.Endpoint), ("backends.NAME.balancer", m.Balancer),
+    ("backends.NAME.health", m.HealthCheck), ("backends.NAME.outlier", m.Outlier),
+    ("backends.NAME.retries", m.Retries), ("backends.NAME.hedging", m.Hedging),
+    ("backends.NAME.limits", m.BackendLimits), ("backends.NAME.launch", m.Launch),
     ("routes[]", m.Route), ("routes[].match", m.Match), ("routes[].variants[]", m.Variant),
     ("routes[].sticky", m.Sticky), ("routes[].mirror[]", m.Mirror), ("routes[].fault", m.Fault),
     ("routes[].fault.delay", m.Delay), ("routes[].fault.abort", m.Abort),

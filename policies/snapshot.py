@@ -12,9 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from backends.admission import Admission
+from backends.balancer import make_balancer
 from backends.errors import ModelNotFound
 from backends.http1 import Endpoint
-from backends.pool import Pool
+from backends.pool import HedgePolicy, Pool, RetryPolicy
+from backends.retry import RetryBudget
 from backends.v2http import V2HttpUpstream
 from policies.model import Backend, Policy, Route
 from policies.split import Split
@@ -92,7 +95,24 @@ class Snapshot:
 def _pool(name: str, backend: Backend) -> Pool:
     endpoints = [Endpoint(e.address, weight=e.weight, connect_timeout=backend.connect_timeout,
                           max_idle=backend.max_idle_connections) for e in backend.endpoints]
-    return Pool(name, endpoints, timeout=backend.timeout)
+    b, r, lim = backend.balancer, backend.retries, backend.limits
+    return Pool(
+        name, endpoints, timeout=backend.timeout,
+        balancer=make_balancer(b.kind, decay=b.decay, default_latency=b.default_latency,
+                               bounded_load=b.bounded_load, max_staleness=b.max_staleness),
+        retries=RetryPolicy(r.attempts, r.backoff, r.max_backoff, r.on_503),
+        budget=RetryBudget(r.budget / 100.0, r.min_retries_per_second),
+        admission=Admission(name, lim.max_inflight, lim.max_queue, lim.queue_timeout),
+        max_inflight_per_endpoint=lim.max_inflight_per_endpoint,
+        hedging=HedgePolicy(backend.hedging.percentile, backend.hedging.min_delay) if backend.hedging.enabled else None,
+    )
+
+
+def _hash_key(backend: Backend) -> tuple[str, str] | None:
+    if backend.balancer.kind != "ring-hash":
+        return None
+    kind, _, name = backend.balancer.hash_key.partition(":")
+    return kind, name
 
 
 def _sticky(route: Route) -> tuple[str, str] | None:
@@ -112,7 +132,7 @@ def compile_policy(policy: Policy, version: int, previous: Snapshot | None = Non
 
     def variant(name: str, backend_name: str, model: str) -> CompiledVariant:
         backend = policy.backends[backend_name]
-        upstream = V2HttpUpstream(pools[backend_name], backend.model or model, backend.version)
+        upstream = V2HttpUpstream(pools[backend_name], backend.model or model, backend.version, _hash_key(backend))
         return CompiledVariant(name, backend_name, upstream, name.encode())
 
     routes: dict[str, list[CompiledRoute]] = {}
