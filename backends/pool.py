@@ -15,6 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from backends.admission import Admission
 from backends.balancer import Balancer, RoundRobin
@@ -28,6 +29,14 @@ class Outliers:
 
     def record(self, endpoint: Endpoint, ok: bool) -> None:
         pass
+
+
+class Background(Protocol):
+    """A helper that runs beside a pool (health checks, load scraping)."""
+
+    def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -81,7 +90,8 @@ class Pool:
         self.outliers = outliers or Outliers()
         self.clock = clock
         self.rng = rng or random.Random()
-        self.tasks: list[object] = []  # background helpers (health checks, scrapers) owned with the pool
+        self.background: list[Background] = []  # health checks, load scrapers: started and stopped with the pool
+        self.started = False
         self.retried = 0
         self.hedged = 0
 
@@ -203,6 +213,19 @@ class Pool:
         finally:
             for task in pending:
                 task.cancel()
+
+    def start(self) -> None:
+        """Starts the pool's background helpers (once; a pool carried over by a reload keeps running)."""
+        if not self.started:
+            self.started = True
+            for helper in self.background:
+                helper.start()
+
+    async def aclose(self) -> None:
+        """Stops the helpers and closes idle connections; requests in flight finish first."""
+        for helper in self.background:
+            await helper.stop()
+        self.close()
 
     def close(self) -> None:
         for endpoint in self.endpoints:

@@ -71,6 +71,7 @@ class Gateway:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         await self.mirror.start()
+        self.snapshots.current.start()
         front = V2Rest(self.dataplane, self.metrics)
 
         def protocol() -> HttpProtocol:
@@ -130,7 +131,7 @@ class Gateway:
             await self._admin.cleanup()
             self._admin = None
         await self.mirror.stop()
-        self.snapshots.current.close()
+        await self.snapshots.current.close()
 
     def status(self) -> dict[str, object]:
         snap = self.snapshots.current

@@ -74,8 +74,9 @@ class PolicyController:
             version = self.history.record(text, source, who, note)
             old = self.snapshots.current
             new = compile_policy(policy, version.number, previous=old)
+            new.start()
             self.snapshots.current = new
-            old.close(keep=new.pools)
+            await old.close(keep=new.pools)
             self.text = text
             self.version = version
             self.metrics.policy_version.set(version.number)

@@ -84,12 +84,17 @@ class Snapshot:
             raise ModelNotFound(f"unknown model {model!r}")
         return candidates[-1]
 
-    def close(self, keep: Mapping[str, Pool] = MappingProxyType({})) -> None:
-        """Closes the pools the next snapshot did not carry over."""
+    def start(self) -> None:
+        """Starts the background helpers of every pool not started yet (new ones after a reload)."""
+        for pool in self.pools.values():
+            pool.start()
+
+    async def close(self, keep: Mapping[str, Pool] = MappingProxyType({})) -> None:
+        """Closes the pools the next snapshot did not carry over (in-flight requests finish)."""
         kept = {id(p) for p in keep.values()}
         for pool in self.pools.values():
             if id(pool) not in kept:
-                pool.close()
+                await pool.aclose()
 
 
 def _pool(name: str, backend: Backend) -> Pool:
