@@ -22,9 +22,15 @@ class Admission:
         self.waiters: deque[asyncio.Future[None]] = deque()
         self.refused = 0
 
-    async def enter(self) -> None:
+    def try_enter(self) -> bool:
+        """Takes a slot if one is free now (the request path's usual case, no coroutine)."""
         if self.max_inflight == 0 or (self.inflight < self.max_inflight and not self.waiters):
             self.inflight += 1
+            return True
+        return False
+
+    async def enter(self) -> None:
+        if self.try_enter():
             return
         if len(self.waiters) >= self.max_queue:
             self.refused += 1

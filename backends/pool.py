@@ -115,7 +115,8 @@ class Pool:
         """Sends to one endpoint (more when retried or hedged); the response and who gave it."""
         clock = self.clock
         deadline = clock() + (min(timeout, self.timeout) if timeout else self.timeout)
-        await self.admission.enter()
+        if not self.admission.try_enter():
+            await self.admission.enter()
         try:
             self.budget.deposit()
             tried: list[Endpoint] = []
