@@ -114,7 +114,7 @@ class PeakEwma(_PowerOfTwo):
     costs ``default_latency``: it is probed as the others get busy, not flooded.
     """
 
-    def __init__(self, decay: float = 10.0, default_latency: float = 0.05, rng: random.Random | None = None,
+    def __init__(self, decay: float = 2.0, default_latency: float = 0.05, rng: random.Random | None = None,
                  clock: Clock = time.monotonic) -> None:
         super().__init__(rng)
         self.decay = decay
@@ -125,6 +125,22 @@ class PeakEwma(_PowerOfTwo):
         if endpoint.ewma_at == 0.0:
             return self.default_latency
         return endpoint.ewma * math.exp(-(now - endpoint.ewma_at) / self.decay)
+
+    def pick(self, endpoints: Sequence[Endpoint], ok: Eligible, key: bytes | None = None) -> Endpoint | None:
+        n = len(endpoints)
+        if n <= 2 or n > 64:
+            return super().pick(endpoints, ok, key)
+        # The two candidates are drawn in proportion to weight / latency estimate, not uniformly: a
+        # server 5x slower than the rest then rarely even reaches the comparison, where uniform
+        # draws put it in half of all pairs and a burst on its partner hands it the request.
+        now = self.clock()
+        speeds = [e.weight / max(self.estimate(e, now), 1e-6) for e in endpoints]
+        a, b = self.rng.choices(endpoints, speeds, k=2)
+        if a is b:
+            b = self.rng.choices(endpoints, speeds, k=1)[0]
+        if a is not b and ok(a) and ok(b):
+            return a if self.cost(a) <= self.cost(b) else b
+        return super().pick(endpoints, ok, key)
 
     def cost(self, endpoint: Endpoint) -> float:
         return self.estimate(endpoint, self.clock()) * (endpoint.inflight + 1) / endpoint.weight
@@ -224,7 +240,7 @@ class RingHash:
         pass
 
 
-def make_balancer(kind: str, *, decay: float = 10.0, default_latency: float = 0.05, bounded_load: float = 1.25,
+def make_balancer(kind: str, *, decay: float = 2.0, default_latency: float = 0.05, bounded_load: float = 1.25,
                   max_staleness: float = 3.0, rng: random.Random | None = None,
                   clock: Clock = time.monotonic) -> Balancer:
     if kind == "round-robin":

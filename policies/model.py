@@ -60,7 +60,7 @@ class Balancer(_Frozen):
         "p2c-ewma", description="p2c-ewma: power of two choices over peak-EWMA latency x (in-flight + 1); "
         "least-request: two choices over in-flight; ring-hash: consistent hash of `hash_key` with bounded load; "
         "load-aware: the servers' own queue depth / KV-cache use scraped from their /metrics")
-    decay: Duration = Field(10.0, description="p2c-ewma: how fast old latency observations fade")
+    decay: Duration = Field(2.0, description="p2c-ewma: how fast old latency observations fade")
     default_latency: Duration = Field(0.05, description="p2c-ewma: latency assumed for an endpoint not yet measured")
     hash_key: str = Field("header:x-session-id", description="ring-hash: header:NAME, tenant or field:PATH")
     bounded_load: float = Field(1.25, ge=1.0, description="ring-hash: an endpoint takes at most this times the "
