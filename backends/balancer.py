@@ -130,16 +130,25 @@ class PeakEwma(_PowerOfTwo):
         n = len(endpoints)
         if n <= 2 or n > 64:
             return super().pick(endpoints, ok, key)
+        now = self.clock()
+        estimates = [self.estimate(e, now) if e.ewma_at else 0.0 for e in endpoints]
+        measured = [x for x in estimates if x > 0.0]
+        # Not measured yet: assume the pool's mean, so a new endpoint is probed at about its share
+        # as soon as it appears, instead of waiting for the others to be swamped.
+        unknown = sum(measured) / len(measured) if measured else self.default_latency
+        estimates = [x or unknown for x in estimates]
         # The two candidates are drawn in proportion to weight / latency estimate, not uniformly: a
         # server 5x slower than the rest then rarely even reaches the comparison, where uniform
         # draws put it in half of all pairs and a burst on its partner hands it the request.
-        now = self.clock()
-        speeds = [e.weight / max(self.estimate(e, now), 1e-6) for e in endpoints]
-        a, b = self.rng.choices(endpoints, speeds, k=2)
-        if a is b:
-            b = self.rng.choices(endpoints, speeds, k=1)[0]
-        if a is not b and ok(a) and ok(b):
-            return a if self.cost(a) <= self.cost(b) else b
+        speeds = [e.weight / max(x, 1e-6) for e, x in zip(endpoints, estimates, strict=True)]
+        i, j = self.rng.choices(range(n), speeds, k=2)
+        if i == j:
+            j = self.rng.choices(range(n), speeds, k=1)[0]
+        a, b = endpoints[i], endpoints[j]
+        if i != j and ok(a) and ok(b):
+            cost_a = estimates[i] * (a.inflight + 1) / a.weight
+            cost_b = estimates[j] * (b.inflight + 1) / b.weight
+            return a if cost_a <= cost_b else b
         return super().pick(endpoints, ok, key)
 
     def cost(self, endpoint: Endpoint) -> float:

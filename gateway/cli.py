@@ -9,7 +9,7 @@ import json
 import secrets
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from gateway.admin_client import AdminClient, AdminError, read_token
@@ -25,14 +25,37 @@ def _event_loop_policy() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-async def _until_signalled(on_hup: Callable[[], object] | None = None) -> None:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    if on_hup is not None:
-        loop.add_signal_handler(signal.SIGHUP, on_hup)
-    await stop.wait()
+class _Signals:
+    """SIGINT/SIGTERM stop, SIGHUP reloads; installed before anything starts, so no signal that
+    arrives during start-up falls to the default action (which for SIGHUP is to die)."""
+
+    def __init__(self) -> None:
+        self.stop = asyncio.Event()
+        self.on_hup: Callable[[], object] | None = None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self._hup)
+
+    def _hup(self) -> None:
+        if self.on_hup is not None:
+            self.on_hup()
+
+    async def until_stopped(self, work: Awaitable[object] | None = None) -> bool:
+        """Waits for ``work`` (True when it finished) or for a stop signal (False)."""
+        if work is None:
+            await self.stop.wait()
+            return False
+        task = asyncio.ensure_future(work)
+        stopping = asyncio.ensure_future(self.stop.wait())
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if task.done():
+            task.result()
+            return True
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return False
 
 
 def _admin_token(policy_hash: str | None, state_dir: Path) -> tuple[str | None, str | None]:
@@ -69,13 +92,16 @@ async def _serve(args: argparse.Namespace, launch: bool, policy: Policy, text: s
 
     state_dir = Path(args.state_dir)
     token, token_hash = _admin_token(policy.admin.token_sha256, state_dir)
+    signals = _Signals()
     fleet = Fleet(policy) if launch else None
     gateway = None
     try:
         if fleet is not None and fleet.members:
             print(f"starting {len(fleet.members)} reference model server(s); logs in {fleet.log_dir}", flush=True)
             fleet.spawn()
-            await fleet.wait_ready()
+            if not await signals.until_stopped(fleet.wait_ready()):
+                print("stopping...", flush=True)
+                return 0
         gateway = Gateway(policy, text=text, path=args.policy, state_dir=state_dir, admin_token_sha256=token_hash,
                           http=args.http, admin=args.admin, watch_interval=0 if args.no_watch else 1.0)
         await gateway.start()
@@ -92,7 +118,8 @@ async def _serve(args: argparse.Namespace, launch: bool, policy: Policy, text: s
         if launch and routes:
             print(_how_to_call(gateway.http_port, routes[0]), flush=True)
         controller = gateway.policies
-        await _until_signalled(lambda: asyncio.ensure_future(controller.reload_file("sighup")))
+        signals.on_hup = lambda: asyncio.ensure_future(controller.reload_file("sighup"))
+        await signals.until_stopped()
         print("stopping...", flush=True)
         return 0
     except FleetError as e:

@@ -129,3 +129,13 @@ def test_load_aware_follows_fresh_reports_and_falls_back_when_stale() -> None:
     balancer.observe(busy, 0.001)
     balancer.observe(idle, 0.200)
     assert all(balancer.pick([busy, idle], _any) is busy for _ in range(10))
+
+
+def test_new_endpoint_among_measured_ones_gets_about_its_share() -> None:
+    clock = Clock()
+    endpoints = _endpoints([1, 1, 1, 1])
+    ewma = PeakEwma(rng=random.Random(6), clock=clock)
+    for e in endpoints[:3]:
+        ewma.observe(e, 0.002)
+    picks = Counter(ewma.pick(endpoints, _any) for _ in range(400))
+    assert 0.15 < picks[endpoints[3]] / 400 < 0.35  # assumed as fast as the pool's mean: probed, not flooded
