@@ -1,3 +1,5 @@
+"""``python -m backends.reference --model NAME --port P ...``: runs the reference model server."""
+
 import sys
 
 from backends.reference.server import serve_main

@@ -62,13 +62,17 @@ class DynamicBatcher:
 
     async def submit(self, rows: Array) -> Outputs:
         """Rows [n, ...] in, each model output's rows for this request out."""
+        return await self.enqueue(rows)
+
+    def enqueue(self, rows: Array) -> asyncio.Future[Outputs]:
+        """Queues the rows now (synchronously) and returns the future of their outputs; cancel it to give up."""
         if self._task is None:
             raise BatcherStopped("the batcher is not running")
         future: asyncio.Future[Outputs] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(rows, self.clock(), future))
         self._queued_rows += len(rows)
         self._wake.set()
-        return await future
+        return future
 
     def start(self) -> None:
         if self._task is None:

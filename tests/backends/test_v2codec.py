@@ -10,7 +10,7 @@ import tritonclient.http as httpclient
 from tritonclient.http._utils import _get_inference_request
 
 from backends.errors import BadRequest
-from backends.v2codec import Tensor, decode_infer_request, encode_infer_response
+from backends.v2codec import DTYPES, Tensor, decode_infer_request, encode_infer_response
 
 
 def _client_body(arrays: dict[str, np.ndarray], binary: bool) -> tuple[bytes, int | None]:
@@ -70,3 +70,108 @@ def test_json_response_has_no_header_length() -> None:
 def test_bad_bodies_raise_bad_request(body: bytes, header_length: int | None, message: str) -> None:
     with pytest.raises(BadRequest, match=message):
         decode_infer_request(body, header_length)
+
+
+def test_flat_and_nested_json_data_decode_alike() -> None:
+    def body(data: object) -> bytes:
+        return json.dumps({"inputs": [{"name": "x", "shape": [2, 3], "datatype": "INT32", "data": data}]}).encode()
+
+    flat = decode_infer_request(body([1, 2, 3, 4, 5, 6])).input("x").data
+    nested = decode_infer_request(body([[1, 2, 3], [4, 5, 6]])).input("x").data
+    np.testing.assert_array_equal(flat, nested)
+    assert flat.shape == (2, 3) and flat.dtype == np.int32
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_every_datatype_round_trips_through_the_response(binary: bool) -> None:
+    rng = np.random.default_rng(1)
+    tensors = [Tensor(name, name, rng.integers(0, 100, (2, 3)).astype(DTYPES[name]))
+               for name in DTYPES if name != "BYTES"]
+    tensors.append(Tensor("BYTES", "BYTES", np.array([b"a", b"", "\u00e9".encode(), b"xyz"], dtype=object).reshape(2, 2)))
+    body, header_length = encode_infer_response("m", "1", None, tensors, binary)
+    assert (header_length is not None) is binary
+    result = httpclient.InferResult.from_response_body(body, header_length=header_length)
+    for t in tensors:
+        got = result.as_numpy(t.name)
+        assert got.shape == t.data.shape
+        if t.datatype == "BYTES":
+            # tritonclient reads JSON BYTES back as str, binary BYTES as bytes
+            assert [x if isinstance(x, bytes) else x.encode() for x in got.ravel()] == list(t.data.ravel())
+        else:
+            np.testing.assert_array_equal(got, t.data)
+
+
+def test_binary_response_keeps_output_order_and_sizes() -> None:
+    a, b = np.arange(3, dtype=np.int16), np.array([b"hi", b"there"], dtype=object)
+    body, header_length = encode_infer_response("m", "1", None, [Tensor("a", "INT16", a), Tensor("b", "BYTES", b)],
+                                                True)
+    assert header_length is not None
+    head = json.loads(body[:header_length])
+    sizes = [o["parameters"]["binary_data_size"] for o in head["outputs"]]
+    assert sizes == [6, 4 + 2 + 4 + 5] and len(body) == header_length + sum(sizes)
+    assert body[header_length:header_length + 6] == a.astype("<i2").tobytes()
+
+
+def test_requested_outputs_take_their_own_binary_flag_or_the_request_default() -> None:
+    doc = {"inputs": [], "parameters": {"binary_data_output": True},
+           "outputs": [{"name": "p"}, {"name": "l", "parameters": {"binary_data": False}}]}
+    req = decode_infer_request(json.dumps(doc).encode())
+    assert req.outputs == {"p": True, "l": False} and req.binary_data_output
+    assert decode_infer_request(b'{"inputs": []}').outputs is None
+
+
+def test_id_and_parameters_are_kept() -> None:
+    req = decode_infer_request(b'{"id": "abc", "parameters": {"k": 1}, "inputs": []}')
+    assert req.id == "abc" and req.parameters == {"k": 1}
+
+
+def test_bytes_in_json_are_utf8_encoded() -> None:
+    body = b'{"inputs":[{"name":"s","shape":[2],"datatype":"BYTES","data":["hi","\\u00e9"]}]}'
+    assert list(decode_infer_request(body).input("s").data) == [b"hi", "\u00e9".encode()]
+
+
+def _binary_body(spec: dict[str, object], data: bytes) -> tuple[bytes, int]:
+    head = json.dumps({"inputs": [spec]}).encode()
+    return head + data, len(head)
+
+
+@pytest.mark.parametrize(("spec", "data", "message"), [
+    ({"name": "x", "shape": [2], "datatype": "FP32", "parameters": {"binary_data_size": 8}}, b"12345678extra",
+     "5 bytes of binary data .* belong to no input"),
+    ({"name": "x", "shape": [3], "datatype": "FP32", "parameters": {"binary_data_size": 8}}, b"12345678",
+     "does not make shape"),
+    ({"name": "x", "shape": [1], "datatype": "FP32", "parameters": {"binary_data_size": "4"}}, b"1234",
+     "non-negative integer"),
+    ({"name": "s", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": 6}}, b"\x05\x00\x00\x00ab",
+     "runs past"),
+    ({"name": "s", "shape": [2], "datatype": "BYTES", "parameters": {"binary_data_size": 6}}, b"\x00\x00\x00\x00ab",
+     "truncated"),
+    ({"name": "s", "shape": [2], "datatype": "BYTES", "parameters": {"binary_data_size": 5}}, b"\x01\x00\x00\x00a",
+     "1 values do not make shape"),
+])
+def test_binary_sizes_that_do_not_add_up_are_bad_requests(spec: dict[str, object], data: bytes,
+                                                          message: str) -> None:
+    with pytest.raises(BadRequest, match=message):
+        decode_infer_request(*_binary_body(spec, data))
+
+
+@pytest.mark.parametrize(("doc", "message"), [
+    ({"inputs": [{"name": "x", "shape": [1], "datatype": "INT64", "data": [1.5]}]}, "floating-point"),
+    ({"inputs": [{"name": "x", "shape": [1], "datatype": "UINT8", "data": [300]}]}, "does not fit UINT8"),
+    ({"inputs": [{"name": "x", "shape": [2], "datatype": "FP32", "data": [[1], [2, 3]]}]}, "does not fit FP32"),
+    ({"inputs": [{"name": "s", "shape": [1], "datatype": "BYTES", "data": [7]}]}, "must be strings"),
+    ({"inputs": [{"name": "x", "shape": [1], "datatype": "FP32"}]}, "neither 'data'"),
+    ({"inputs": [{"name": "x", "shape": [-1], "datatype": "FP32", "data": [1]}]}, "non-negative integers"),
+    ({"inputs": [{"shape": [1], "datatype": "FP32", "data": [1]}]}, "each input must be an object with a 'name'"),
+    ({"inputs": [], "parameters": []}, "'parameters' must be an object"),
+    ({"inputs": [], "outputs": [{"nom": "p"}]}, "requested output"),
+])
+def test_json_that_does_not_fit_is_a_bad_request(doc: dict[str, object], message: str) -> None:
+    with pytest.raises(BadRequest, match=message):
+        decode_infer_request(json.dumps(doc).encode())
+
+
+def test_missing_input_names_what_was_given() -> None:
+    req = decode_infer_request(b'{"inputs":[{"name":"a","shape":[1],"datatype":"BOOL","data":[true]}]}')
+    with pytest.raises(BadRequest, match=r"missing input 'features'; got \['a'\]"):
+        req.input("features")
