@@ -24,9 +24,13 @@ from backends.http1 import ConnectFailed, Endpoint, UpstreamResponse
 from backends.retry import RetryBudget, backoff
 
 
-class Outliers:
+class Outliers(Protocol):
     """What the pool needs from an outlier detector (see backends.outlier)."""
 
+    def record(self, endpoint: Endpoint, ok: bool) -> None: ...
+
+
+class _NoOutliers:
     def record(self, endpoint: Endpoint, ok: bool) -> None:
         pass
 
@@ -87,7 +91,7 @@ class Pool:
         self.max_per_endpoint = max_inflight_per_endpoint
         self.hedging = hedging
         self.latencies = _Latencies(hedging.percentile) if hedging else None
-        self.outliers = outliers or Outliers()
+        self.outliers: Outliers = outliers or _NoOutliers()
         self.clock = clock
         self.rng = rng or random.Random()
         self.background: list[Background] = []  # health checks, load scrapers: started and stopped with the pool

@@ -15,7 +15,10 @@ from types import MappingProxyType
 from backends.admission import Admission
 from backends.balancer import make_balancer
 from backends.errors import ModelNotFound
+from backends.health import HealthChecker
 from backends.http1 import Endpoint
+from backends.loadreport import LoadScraper
+from backends.outlier import OutlierDetector
 from backends.pool import HedgePolicy, Pool, RetryPolicy
 from backends.retry import RetryBudget
 from backends.v2http import V2HttpUpstream
@@ -100,8 +103,8 @@ class Snapshot:
 def _pool(name: str, backend: Backend) -> Pool:
     endpoints = [Endpoint(e.address, weight=e.weight, connect_timeout=backend.connect_timeout,
                           max_idle=backend.max_idle_connections) for e in backend.endpoints]
-    b, r, lim = backend.balancer, backend.retries, backend.limits
-    return Pool(
+    b, r, lim, o, h = backend.balancer, backend.retries, backend.limits, backend.outlier, backend.health
+    pool = Pool(
         name, endpoints, timeout=backend.timeout,
         balancer=make_balancer(b.kind, decay=b.decay, default_latency=b.default_latency,
                                bounded_load=b.bounded_load, max_staleness=b.max_staleness),
@@ -110,7 +113,17 @@ def _pool(name: str, backend: Backend) -> Pool:
         admission=Admission(name, lim.max_inflight, lim.max_queue, lim.queue_timeout),
         max_inflight_per_endpoint=lim.max_inflight_per_endpoint,
         hedging=HedgePolicy(backend.hedging.percentile, backend.hedging.min_delay) if backend.hedging.enabled else None,
+        outliers=OutlierDetector(endpoints, consecutive_errors=o.consecutive_errors, failure_rate=o.failure_rate,
+                                 min_requests=o.min_requests, window=o.window, base_ejection=o.base_ejection,
+                                 max_ejection=o.max_ejection, max_ejected=o.max_ejected),
     )
+    if h.enabled:
+        pool.background.append(HealthChecker(endpoints, path=h.path, interval=h.interval, timeout=h.timeout,
+                                             healthy_threshold=h.healthy_threshold,
+                                             unhealthy_threshold=h.unhealthy_threshold, jitter=h.jitter))
+    if b.kind == "load-aware":
+        pool.background.append(LoadScraper(endpoints, metrics_path=b.metrics_path, interval=b.scrape_interval))
+    return pool
 
 
 def _hash_key(backend: Backend) -> tuple[str, str] | None:

@@ -145,3 +145,24 @@ async def test_all_endpoints_down_is_no_healthy_endpoint(fleet: list[Upstream]) 
     pool = _pool(fleet[:2])
     with pytest.raises(NoHealthyEndpoint):
         await pool.send(LINE, HEADERS, b"{}")
+
+
+async def test_failing_endpoint_is_ejected_and_the_cap_keeps_half_the_pool(fleet: list[Upstream]) -> None:
+    from backends.outlier import OutlierDetector
+
+    fleet[0].mode = "error500"
+    endpoints = [Endpoint(s.address) for s in fleet]
+    pool = Pool("p", endpoints, timeout=5.0, retries=RetryPolicy(attempts=1),
+                outliers=OutlierDetector(endpoints, consecutive_errors=3, base_ejection=60, max_ejected=50))
+    statuses = Counter()
+    for _ in range(200):
+        response, _ = await pool.send(LINE, HEADERS, b"{}")
+        statuses[response.status] += 1
+    assert statuses[500] == 3  # three errors in a row, then it is out of rotation
+    assert endpoints[0].ejected_until > 0 and len(fleet[0].requests) == 3
+    for s in fleet[1:]:
+        s.mode = "error500"  # now everyone fails: the cap keeps at least half the pool in rotation
+    for _ in range(60):
+        await pool.send(LINE, HEADERS, b"{}")
+    assert sum(e.ejected_until > pool.clock() for e in endpoints) == 2
+    pool.close()
