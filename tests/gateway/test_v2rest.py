@@ -210,3 +210,26 @@ async def test_backend_version_rewrites_the_client_version(upstream: Upstream) -
         for path in ("/v2/models/demo/infer", "/v2/models/demo/versions/3/infer"):
             status, _, out = await _post(s, gw.http_port, path, b"{}")
             assert status == 200 and json.loads(out)["path"] == "/v2/models/served/versions/7/infer"
+
+
+async def test_backend_at_its_limit_answers_503_with_retry_after(upstream: Upstream) -> None:
+    upstream.delay = 0.3
+    policy = _policy(upstream.address).replace("connect_timeout: 500ms}", "connect_timeout: 500ms, limits: {max_inflight: 1}}")
+    async with running_gateway(policy) as gw, aiohttp.ClientSession() as s:
+        slow = asyncio.ensure_future(_post(s, gw.http_port, "/v2/models/demo/infer", b"{}"))
+        await asyncio.wait_for(upstream.received.wait(), 5)  # the first request holds the only slot
+        status, headers, out = await _post(s, gw.http_port, "/v2/models/demo/infer", b"{}")
+        assert status == 503 and headers["retry-after"] == "1"
+        assert "in flight" in json.loads(out)["error"]
+        assert (await slow)[0] == 200
+
+
+async def test_client_deadline_header_shrinks_the_backend_timeout(upstream: Upstream) -> None:
+    upstream.mode = "hang"
+    async with running_gateway(_policy(upstream.address, timeout="10s")) as gw, aiohttp.ClientSession() as s:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        status, _, _ = await _post(s, gw.http_port, "/v2/models/demo/infer", b"{}", **{"x-meshgate-timeout": "200ms"})
+        assert status == 504 and loop.time() - start < 2.0
+        status, _, out = await _post(s, gw.http_port, "/v2/models/demo/infer", b"{}", **{"x-meshgate-timeout": "soon"})
+        assert status == 400 and "x-meshgate-timeout" in json.loads(out)["error"]
