@@ -18,13 +18,23 @@ log = logging.getLogger("meshgate.outlier")
 
 
 class _Record:
-    __slots__ = ("consecutive", "results", "failures", "last_ejected")
+    """Results in one-second buckets [second, total, failures]: O(1) per request, no per-call objects
+    beyond a new bucket once a second."""
+
+    __slots__ = ("consecutive", "buckets", "total", "failures", "last_ejected")
 
     def __init__(self) -> None:
         self.consecutive = 0
-        self.results: deque[tuple[float, bool]] = deque()
+        self.buckets: deque[list[int]] = deque()
+        self.total = 0
         self.failures = 0
         self.last_ejected = 0.0
+
+    def clear(self) -> None:
+        self.consecutive = 0
+        self.buckets.clear()
+        self.total = 0
+        self.failures = 0
 
 
 class OutlierDetector:
@@ -52,24 +62,32 @@ class OutlierDetector:
         if rec is None:
             return
         now = self.clock()
-        results = rec.results
-        results.append((now, ok))
-        if not ok:
-            rec.failures += 1
-        horizon = now - self.window
-        while results and results[0][0] < horizon:
-            if not results.popleft()[1]:
-                rec.failures -= 1
+        second = int(now)
+        buckets = rec.buckets
+        if buckets and buckets[-1][0] == second:
+            bucket = buckets[-1]
+        else:
+            bucket = [second, 0, 0]
+            buckets.append(bucket)
+            horizon = second - self.window
+            while buckets[0][0] <= horizon:
+                _, total, failures = buckets.popleft()
+                rec.total -= total
+                rec.failures -= failures
+        bucket[1] += 1
+        rec.total += 1
         if ok:
             rec.consecutive = 0
             return
+        bucket[2] += 1
+        rec.failures += 1
         rec.consecutive += 1
         if endpoint.ejected_until > now:
             return  # already out; results of requests sent before the ejection change nothing
         if rec.consecutive >= self.consecutive_errors:
             self._eject(endpoint, rec, now, f"{rec.consecutive} errors in a row")
-        elif len(results) >= self.min_requests and rec.failures >= self.failure_rate * len(results):
-            self._eject(endpoint, rec, now, f"{rec.failures} of {len(results)} requests failed "
+        elif rec.total >= self.min_requests and rec.failures >= self.failure_rate * rec.total:
+            self._eject(endpoint, rec, now, f"{rec.failures} of {rec.total} requests failed "
                                             f"in {self.window:g}s")
 
     def _eject(self, endpoint: Endpoint, rec: _Record, now: float, why: str) -> None:
@@ -83,7 +101,5 @@ class OutlierDetector:
         endpoint.ejected_until = now + seconds
         endpoint.ejections += 1
         rec.last_ejected = now
-        rec.consecutive = 0
-        rec.results.clear()
-        rec.failures = 0
+        rec.clear()
         log.warning("endpoint %s ejected for %gs: %s", endpoint.address, seconds, why)

@@ -138,8 +138,15 @@ class Pool:
                 try:
                     if self.hedging is not None:
                         response, endpoint = await self._hedged(endpoint, line, headers, body, remaining, tried, key)
-                    else:
-                        response = await self._attempt(endpoint, line, headers, body, remaining)
+                    else:  # _attempt, inlined: one coroutine frame less on every request
+                        start = clock()
+                        try:
+                            response = await endpoint.request(line, headers, body, remaining)
+                        except (ConnectFailed, GatewayError):
+                            self.outliers.record(endpoint, False)
+                            raise
+                        self.balancer.observe(endpoint, clock() - start)
+                        self.outliers.record(endpoint, response.status < 500)
                 except ConnectFailed:
                     # Nothing was sent: moving on to another endpoint costs the fleet nothing, so it
                     # spends no attempt and no budget (bounded by the endpoints left to try).
