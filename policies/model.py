@@ -25,6 +25,14 @@ def check_address(value: str, *, allow_any_port: bool = False) -> str:
     return value
 
 
+def check_request_key(value: str) -> str:
+    """A key taken from a request: ``header:NAME``, ``tenant`` or ``field:PATH`` (V2 JSON body)."""
+    kind, _, rest = value.partition(":")
+    if value == "tenant" or (kind in ("header", "field") and rest):
+        return value.lower() if kind == "header" else value
+    raise ValueError(f"{value!r}: expected header:NAME, tenant or field:PATH")
+
+
 def check_listen_address(value: str) -> str:
     """Port 0 is allowed for listeners: the system picks a free port (tests use it)."""
     return check_address(value, allow_any_port=True)
@@ -69,13 +77,7 @@ class Balancer(_Frozen):
     scrape_interval: Duration = Field(1.0, description="load-aware: how often /metrics is read")
     max_staleness: Duration = Field(3.0, description="load-aware: older scrapes fall back to p2c-ewma")
 
-    @field_validator("hash_key")
-    @classmethod
-    def _key(cls, value: str) -> str:
-        kind, _, rest = value.partition(":")
-        if value == "tenant" or (kind in ("header", "field") and rest):
-            return value.lower() if kind == "header" else value
-        raise ValueError(f"{value!r}: expected header:NAME, tenant or field:PATH")
+    _key = field_validator("hash_key")(check_request_key)
 
 
 class HealthCheck(_Frozen):
@@ -210,13 +212,7 @@ class Sticky(_Frozen):
     key: str = Field(description="header:NAME (a request header), tenant (the caller's tenant), or "
                      "field:PATH (a dotted path in the V2 JSON body, e.g. field:parameters.user_id)")
 
-    @field_validator("key")
-    @classmethod
-    def _key(cls, value: str) -> str:
-        kind, _, rest = value.partition(":")
-        if value == "tenant" or (kind in ("header", "field") and rest):
-            return value.lower() if kind == "header" else value
-        raise ValueError(f"{value!r}: expected header:NAME, tenant or field:PATH")
+    _key = field_validator("key")(check_request_key)
 
 
 class Mirror(_Frozen):
